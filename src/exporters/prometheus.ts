@@ -1,0 +1,257 @@
+/**
+ * Prometheus export through prom-client (a peer dependency: the user owns the registry).
+ *
+ * Names and labels are the product's contract (DESIGN.md "Names"); dashboards depend on them.
+ */
+import { Gauge, Histogram, type Registry } from 'prom-client'
+import type { DelayCounts } from '../monitor/delay-monitor.js'
+import type { BlockEvent } from '../types.js'
+
+/** OpenTelemetry's advised buckets for http.server.request.duration (5 ms … 10 s). */
+export const HTTP_DURATION_BUCKETS = [
+  0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+]
+/** Block durations, 10 ms … 30 s. */
+export const BLOCK_DURATION_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+/** Event-loop delay, 1 ms … 10 s. */
+export const DELAY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+/** Synchronous time of a request, 0.1 ms … 1 s. */
+export const SYNC_DURATION_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+]
+
+export const METRIC_NAMES = {
+  requestDuration: 'http_server_request_duration_seconds',
+  activeRequests: 'http_server_active_requests',
+  syncDuration: 'looplens_request_sync_duration_seconds',
+  blockDuration: 'looplens_eventloop_block_duration_seconds',
+  delay: 'looplens_eventloop_delay_seconds',
+  utilization: 'looplens_eventloop_utilization_ratio',
+} as const
+
+type Releasable = object
+
+/**
+ * Metrics shared per registry: two instances on one registry (or one instance created twice in
+ * a test run) reuse the same metric objects instead of throwing "already registered", and the
+ * last `close()` removes them.
+ */
+const sharedMetrics = new WeakMap<Registry, Map<string, { metric: Releasable; users: number }>>()
+
+function acquire<T extends Releasable>(registry: Registry, name: string, create: () => T): T {
+  let byName = sharedMetrics.get(registry)
+  if (byName === undefined) {
+    byName = new Map()
+    sharedMetrics.set(registry, byName)
+  }
+  const entry = byName.get(name)
+  if (entry !== undefined) {
+    entry.users++
+    return entry.metric as T
+  }
+  const existing = registry.getSingleMetric(name)
+  if (existing !== undefined) {
+    // Registered by someone else (another copy of looplens, or the user): reuse, never remove.
+    byName.set(name, { metric: existing as unknown as T, users: Number.POSITIVE_INFINITY })
+    return existing as unknown as T
+  }
+  const metric = create()
+  byName.set(name, { metric, users: 1 })
+  return metric
+}
+
+function release(registry: Registry, name: string): void {
+  const entry = sharedMetrics.get(registry)?.get(name)
+  if (entry === undefined) return
+  entry.users--
+  if (entry.users <= 0) {
+    sharedMetrics.get(registry)?.delete(name)
+    registry.removeSingleMetric(name)
+  }
+}
+
+type Sample = { labels: Record<string, string | number>; value: number; metricName: string }
+
+/**
+ * A metric read from the loop monitor at scrape time, in prom-client's collector shape (`get()`),
+ * so it prints in both the Prometheus and the OpenMetrics format. Several instances of looplens
+ * on one registry share it; the most recent open one is the source.
+ */
+abstract class LoopCollector<T> {
+  readonly name: string
+  readonly help: string
+  abstract readonly type: 'histogram' | 'gauge'
+  readonly aggregator = 'sum'
+  readonly #sources: (() => T)[] = []
+
+  constructor(registry: Registry, name: string, help: string) {
+    this.name = name
+    this.help = help
+    registry.registerMetric(this as never)
+  }
+
+  addSource(read: () => T): void {
+    this.#sources.push(read)
+  }
+
+  removeSource(read: () => T): void {
+    const index = this.#sources.indexOf(read)
+    if (index !== -1) this.#sources.splice(index, 1)
+  }
+
+  protected abstract samples(value: T | undefined): Sample[]
+
+  async get() {
+    const read = this.#sources.at(-1)
+    const values = this.samples(read?.())
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: 'sum' }
+  }
+
+  reset(): void {
+    // Cumulative by contract: a registry-wide resetMetrics() leaves loop metrics alone.
+  }
+}
+
+/** Event-loop delay as a cumulative histogram, from drained counts rather than per-sample observe. */
+class DelayHistogram extends LoopCollector<DelayCounts> {
+  readonly type = 'histogram'
+  readonly #bounds: readonly number[]
+
+  constructor(registry: Registry, bounds: readonly number[]) {
+    super(
+      registry,
+      METRIC_NAMES.delay,
+      'Event-loop delay sampled by perf_hooks.monitorEventLoopDelay, resolution subtracted.',
+    )
+    this.#bounds = bounds
+  }
+
+  protected samples(counts: DelayCounts | undefined): Sample[] {
+    const values: Sample[] = []
+    const bucket = `${this.name}_bucket`
+    for (const bound of this.#bounds) {
+      const index = counts === undefined ? -1 : counts.bounds.indexOf(bound)
+      const value = index === -1 ? 0 : counts!.cumulative[index]!
+      values.push({ labels: { le: bound }, value, metricName: bucket })
+    }
+    const count = counts?.count ?? 0
+    values.push({ labels: { le: '+Inf' }, value: count, metricName: bucket })
+    values.push({ labels: {}, value: counts?.sumSeconds ?? 0, metricName: `${this.name}_sum` })
+    values.push({ labels: {}, value: count, metricName: `${this.name}_count` })
+    return values
+  }
+}
+
+/** Utilization over the window since the previous scrape: set at scrape time, never on a timer. */
+class UtilizationGauge extends LoopCollector<number> {
+  readonly type = 'gauge'
+
+  constructor(registry: Registry) {
+    super(
+      registry,
+      METRIC_NAMES.utilization,
+      'Event-loop utilization (0..1) over the window since the previous scrape.',
+    )
+  }
+
+  protected samples(value: number | undefined): Sample[] {
+    return [{ labels: {}, value: value ?? 0, metricName: this.name }]
+  }
+}
+
+export interface PrometheusSources {
+  drainDelay: () => DelayCounts
+  utilization: () => number
+}
+
+type RequestLabels = 'http_request_method' | 'http_route' | 'http_response_status_code'
+
+/** Recording functions used by the middleware and the block pipeline. */
+export class PrometheusExporter {
+  readonly registry: Registry
+  readonly requestDuration: Histogram<RequestLabels>
+  readonly activeRequests: Gauge<'http_request_method'>
+  readonly syncDuration: Histogram<'http_request_method' | 'http_route'>
+  readonly blockDuration: Histogram<'http_request_method' | 'http_route' | 'task'>
+  readonly #delay: DelayHistogram
+  readonly #utilization: UtilizationGauge
+  readonly #sources: PrometheusSources
+  #closed = false
+
+  constructor(registry: Registry, sources: PrometheusSources) {
+    this.registry = registry
+    this.requestDuration = acquire(
+      registry,
+      METRIC_NAMES.requestDuration,
+      () =>
+        new Histogram({
+          name: METRIC_NAMES.requestDuration,
+          help: 'Duration of HTTP server requests (http_response_status_code="" when the response did not complete: the client aborted).',
+          labelNames: ['http_request_method', 'http_route', 'http_response_status_code'],
+          buckets: HTTP_DURATION_BUCKETS,
+          registers: [registry],
+        }),
+    )
+    this.activeRequests = acquire(
+      registry,
+      METRIC_NAMES.activeRequests,
+      () =>
+        new Gauge({
+          name: METRIC_NAMES.activeRequests,
+          help: 'Number of HTTP server requests in flight.',
+          labelNames: ['http_request_method'],
+          registers: [registry],
+        }),
+    )
+    this.syncDuration = acquire(
+      registry,
+      METRIC_NAMES.syncDuration,
+      () =>
+        new Histogram({
+          name: METRIC_NAMES.syncDuration,
+          help: 'Synchronous time of a request: how long its middleware and handler chain held the event loop before the first await.',
+          labelNames: ['http_request_method', 'http_route'],
+          buckets: SYNC_DURATION_BUCKETS,
+          registers: [registry],
+        }),
+    )
+    this.blockDuration = acquire(
+      registry,
+      METRIC_NAMES.blockDuration,
+      () =>
+        new Histogram({
+          name: METRIC_NAMES.blockDuration,
+          help: 'Stalls of the event loop at least blockThresholdMs long, by the route or task that was running (all labels empty: outside any request, or saturation).',
+          labelNames: ['http_request_method', 'http_route', 'task'],
+          buckets: BLOCK_DURATION_BUCKETS,
+          registers: [registry],
+        }),
+    )
+    this.#sources = sources
+    this.#delay = acquire(registry, METRIC_NAMES.delay, () => new DelayHistogram(registry, DELAY_BUCKETS))
+    this.#delay.addSource?.(sources.drainDelay)
+    this.#utilization = acquire(
+      registry,
+      METRIC_NAMES.utilization,
+      () => new UtilizationGauge(registry),
+    )
+    this.#utilization.addSource?.(sources.utilization)
+  }
+
+  /** Subscribe to the block pipeline. */
+  readonly recordBlock = (event: BlockEvent): void => {
+    const { method, route, task } = event.context
+    this.blockDuration.observe(
+      { http_request_method: method, http_route: route, task },
+      event.durationMs / 1000,
+    )
+  }
+
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#delay.removeSource?.(this.#sources.drainDelay)
+    this.#utilization.removeSource?.(this.#sources.utilization)
+    for (const name of Object.values(METRIC_NAMES)) release(this.registry, name)
+  }
+}

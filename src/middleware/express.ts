@@ -1,0 +1,75 @@
+/**
+ * `lens.express()`: request context, route template, RED and sync-time metrics.
+ *
+ * Per request: one context object, `enterWith` (so the request's own later callbacks — body
+ * parser `data`/`end` events included — see it), three clock reads and one `close` listener.
+ * Everything else is decided here, at construction.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { performance } from 'node:perf_hooks'
+import type { NextFunction, Request, RequestHandler, Response } from 'express'
+import { contextStorage, LensContext } from '../context/context.js'
+import { normalizeMethod, routeOf } from '../context/route.js'
+import type { RequestRecorder } from '../internal-types.js'
+
+/** Compile `excludePaths` into one test, or `undefined` when nothing is excluded. */
+export function compileExclude(
+  paths: ReadonlyArray<string | RegExp>,
+): ((path: string) => boolean) | undefined {
+  if (paths.length === 0) return undefined
+  const exact = new Set(paths.filter((path): path is string => typeof path === 'string'))
+  const patterns = paths.filter((path): path is RegExp => path instanceof RegExp)
+  return (path) => {
+    if (exact.has(path)) return true
+    for (const pattern of patterns) {
+      pattern.lastIndex = 0
+      if (pattern.test(path)) return true
+    }
+    return false
+  }
+}
+
+/** The path of a request URL without its query string. */
+export function pathOf(url: string | undefined): string {
+  if (url === undefined) return '/'
+  const query = url.indexOf('?')
+  return query === -1 ? url : url.slice(0, query)
+}
+
+export function createExpressMiddleware(
+  recorder: RequestRecorder,
+  excludePaths: ReadonlyArray<string | RegExp>,
+): RequestHandler {
+  const isExcluded = compileExclude(excludePaths)
+
+  function onResponseClose(this: ServerResponse & { looplensContext?: LensContext }): void {
+    const context = this.looplensContext
+    if (context === undefined) return
+    this.looplensContext = undefined
+    const req = context.req as (Request & IncomingMessage) | undefined
+    context.finalRoute = req === undefined ? '' : (routeOf(req) ?? '')
+    recorder.requestEnded(context, this.writableFinished ? this.statusCode : undefined)
+  }
+
+  return function looplensMiddleware(req: Request, res: Response, next: NextFunction): void {
+    if (isExcluded?.(pathOf(req.originalUrl ?? req.url))) {
+      next()
+      return
+    }
+    const start = performance.now()
+    const context = new LensContext(normalizeMethod(req.method), '', req, start)
+    // enterWith, not run(): the request's body arrives in later callbacks of the same async
+    // resource, and a block in a body parser must still be attributed to this request.
+    contextStorage.enterWith(context)
+    recorder.requestStarted(context)
+    ;(res as Response & { looplensContext?: LensContext }).looplensContext = context
+    res.once('close', onResponseClose)
+    try {
+      next()
+    } finally {
+      const end = performance.now()
+      context.syncMs = end - start
+      recorder.syncEnded(context, end)
+    }
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The main thread's heartbeat: a short unref'd interval that
+ *  1. writes "alive at" into a SharedArrayBuffer, which the watchdog worker reads to see a stall
+ *     while it is still going on, and
+ *  2. measures every stall once it is over, with no worker at all.
+ *
+ * How a stall is measured: between two beats, the loop was either waiting for I/O (libuv counts
+ * that as idle time, `performance.nodeTiming.idleTime`) or busy. The busy part of a long gap is
+ * the stall. This is exact whatever the beat interval: the gap alone would over-count by the idle
+ * time before the stall began (up to one interval).
+ */
+import { performance } from 'node:perf_hooks'
+
+export interface Stall {
+  /** performance.now() at the start of the stall. */
+  startPerf: number
+  /** performance.now() at the end (when the heartbeat ran again). */
+  endPerf: number
+  /** Busy time of the loop over the stall, ms. */
+  durationMs: number
+}
+
+/** Slots of the shared heartbeat buffer (Float64). */
+export const BEAT_SLOT = 0
+
+/** The heartbeat interval for a threshold: fine enough to see a stall early, never busy. */
+export function heartbeatIntervalFor(blockThresholdMs: number): number {
+  return Math.min(20, Math.max(5, Math.floor(blockThresholdMs / 4)))
+}
+
+export class Heartbeat {
+  /** `[BEAT_SLOT]` = epoch ms of the last beat. Shared with the watchdog worker. */
+  readonly shared: SharedArrayBuffer
+  readonly intervalMs: number
+  readonly #beat: Float64Array
+  readonly #thresholdMs: number
+  readonly #onStall: (stall: Stall) => void
+  readonly #timer: NodeJS.Timeout
+  #lastTick: number
+  #lastIdle: number
+
+  constructor(blockThresholdMs: number, onStall: (stall: Stall) => void) {
+    this.intervalMs = heartbeatIntervalFor(blockThresholdMs)
+    this.#thresholdMs = blockThresholdMs
+    this.#onStall = onStall
+    this.shared = new SharedArrayBuffer(Float64Array.BYTES_PER_ELEMENT * 2)
+    this.#beat = new Float64Array(this.shared)
+    this.#lastTick = performance.now()
+    this.#lastIdle = performance.nodeTiming.idleTime
+    this.#beat[BEAT_SLOT] = performance.timeOrigin + this.#lastTick
+    this.#timer = setInterval(() => this.tick(), this.intervalMs)
+    this.#timer.unref()
+  }
+
+  /** Runs every interval; also called once more at close so a stall in progress is not lost. */
+  tick(): void {
+    const now = performance.now()
+    const idle = performance.nodeTiming.idleTime
+    this.#beat[BEAT_SLOT] = performance.timeOrigin + now
+    const gap = now - this.#lastTick
+    const busy = gap - (idle - this.#lastIdle)
+    this.#lastTick = now
+    this.#lastIdle = idle
+    if (gap >= this.#thresholdMs && busy >= this.#thresholdMs) {
+      this.#onStall({ startPerf: now - busy, endPerf: now, durationMs: busy })
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#timer)
+  }
+}
