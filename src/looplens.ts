@@ -9,19 +9,29 @@ import { BlockDetector } from './detector/detector.js'
 import { BlockPublisher } from './events/publisher.js'
 import { createMetricsHandler, type MetricsHandler } from './exporters/metrics-handler.js'
 import { DELAY_BUCKETS, PrometheusExporter } from './exporters/prometheus.js'
+import type { GuardMiddleware } from './fix/guard.js'
+import { FixRuntime } from './fix/runtime.js'
 import type { RequestRecorder } from './internal-types.js'
 import { createExpressMiddleware } from './middleware/express.js'
 import { DelayMonitor } from './monitor/delay-monitor.js'
-import { Heartbeat } from './monitor/heartbeat.js'
+import { Heartbeat, heartbeatIntervalFor } from './monitor/heartbeat.js'
 import { type ResolvedOptions, resolveOptions } from './options.js'
+import { ReportAggregator } from './report/aggregator.js'
+import { formatReport } from './report/format.js'
 import type {
+  BackgroundOptions,
+  BackgroundTasks,
   BlockEvent,
-  LoopSnapshot,
+  GuardOptions,
   LooplensEvents,
   LooplensOptions,
+  LooplensReport,
+  LoopSnapshot,
   StackMissingReason,
 } from './types.js'
 import { Warnings } from './util/warnings.js'
+import { capturesBetween } from './watchdog/probe.js'
+import { acquireWatchdog, processShared, type WatchdogHandle } from './watchdog/watchdog.js'
 
 export class Looplens {
   /** The validated, frozen options. */
@@ -33,8 +43,11 @@ export class Looplens {
   readonly #heartbeat: Heartbeat
   readonly #detector: BlockDetector
   readonly #recorder: RequestRecorder
-  readonly #blocks = { count: 0, totalMs: 0, maxMs: 0 }
+  readonly #report = new ReportAggregator()
+  readonly #watchdog: WatchdogHandle | undefined
   #closing: Promise<void> | undefined
+  /** Background tasks, track() and guards: created on first use (see src/fix/runtime.ts). */
+  #fixes: FixRuntime | undefined
 
   constructor(options?: LooplensOptions) {
     this.options = resolveOptions(options)
@@ -47,27 +60,45 @@ export class Looplens {
       utilization: () => this.#delay.utilizationSinceLastCall(),
     })
     this.#publisher.subscribeInternal(this.#prometheus.recordBlock)
-    this.#publisher.subscribeInternal((event) => {
-      this.#blocks.count++
-      this.#blocks.totalMs += event.durationMs
-      this.#blocks.maxMs = Math.max(this.#blocks.maxMs, event.durationMs)
-    })
+    this.#publisher.subscribeInternal(this.#report.recordBlock)
+    if (this.options.captureStacks) {
+      this.#watchdog = acquireWatchdog({
+        blockThresholdMs,
+        hangReportMs: this.options.hangReportMs,
+        maxStacksPerMinute: this.options.maxStacksPerMinute,
+        warn: (code, message) => this.#warnings.once(code, message),
+      })
+    }
+    const heartbeatInterval = heartbeatIntervalFor(blockThresholdMs)
     this.#detector = new BlockDetector({
-      blockThresholdMs,
-      stackMissing: () => this.#stackMissingReason(),
+      stacksUnavailable: () => this.#stackMissingReason(),
+      capturesBetween,
+      // The worker marks a hang with the beat before the stall; any heartbeat of the process
+      // may have written that beat, so match on time rather than on our own last beat.
+      hangReported: (stall) => {
+        const hangId = processShared.floats[1]!
+        const start = performance.timeOrigin + stall.startPerf
+        return (
+          hangId >= start - 2 * heartbeatInterval &&
+          hangId <= performance.timeOrigin + stall.endPerf
+        )
+      },
       publish: (event) => this.#publisher.publish(event),
     })
-    this.#heartbeat = new Heartbeat(blockThresholdMs, this.#detector.onStall)
+    this.#heartbeat = new Heartbeat(blockThresholdMs, this.#detector.onStall, processShared.floats)
     this.#recorder = this.#createRecorder()
   }
 
-  #stackMissingReason(): StackMissingReason {
-    return this.options.captureStacks ? 'unavailable' : 'disabled'
+  /** Undefined while the watchdog captures stacks; else why it does not. */
+  #stackMissingReason(): StackMissingReason | undefined {
+    if (this.#watchdog === undefined) return 'disabled'
+    return this.#watchdog.state() === 'unavailable' ? 'unavailable' : undefined
   }
 
   #createRecorder(): RequestRecorder {
     const { requestDuration, activeRequests, syncDuration } = this.#prometheus
     const detector = this.#detector
+    const report = this.#report
     const thresholdMs = this.options.blockThresholdMs
     return {
       requestStarted(context: LensContext): void {
@@ -95,6 +126,7 @@ export class Looplens {
           { http_request_method: method, http_route: route },
           context.syncMs / 1000,
         )
+        report.recordRequest(method, route, context.syncMs)
         detector.contextEnded(context)
       },
     }
@@ -164,9 +196,89 @@ export class Looplens {
         count: counts.count,
       },
       utilization: delay.utilizationSinceLastCall(),
-      blocks: { ...this.#blocks },
-      stacks: { active: false, reason: this.#stackMissingReason() },
+      blocks: { ...this.#report.blocks },
+      stacks: {
+        active: this.#stackMissingReason() === undefined,
+        reason: this.#stackMissingReason(),
+      },
     }
+  }
+
+  /**
+   * Top blockers, worst (largest total blocked time) first, with their culprit line and one
+   * sample stack; saturation apart; sync time per route.
+   * @example console.log(lens.formatReport(lens.report()))
+   */
+  report(): LooplensReport {
+    return {
+      generatedAt: new Date().toISOString(),
+      since: new Date(this.#report.startedAt).toISOString(),
+      blockThresholdMs: this.options.blockThresholdMs,
+      blocks: { ...this.#report.blocks },
+      blockers: this.#report.blockers(),
+      saturation: { ...this.#report.saturation },
+      routes: this.#report.routes(),
+      loop: this.snapshot(),
+    }
+  }
+
+  /**
+   * Render a report as a text table for a terminal (top 10 rows, the three worst with stacks).
+   * @example process.stderr.write(lens.formatReport(lens.report()))
+   */
+  formatReport(report: LooplensReport = this.report(), options?: { limit?: number }): string {
+    return formatReport(report, options)
+  }
+
+  #fixRuntime(): FixRuntime {
+    if (this.#fixes === undefined) {
+      this.#fixes = new FixRuntime({
+        registry: this.options.registry,
+        recorder: this.#recorder,
+        warnings: this.#warnings,
+        onWarning: this.options.onWarning,
+        closeTimeoutMs: this.options.closeTimeoutMs,
+      })
+      if (this.#closing !== undefined) void this.#fixes.close()
+    }
+    return this.#fixes
+  }
+
+  /**
+   * Work to run after the response has been sent, in order, each task in a context of its own
+   * (the request's method and route, the task's name), measured in
+   * `looplens_background_task_duration_seconds{task, outcome}`, errors contained. `close()` waits
+   * for them up to `closeTimeoutMs`. When the client aborts, the tasks still run unless
+   * `{ onAbort: 'skip' }`. Works without `lens.express()` too (the task label only).
+   * @example
+   * app.post('/signup', (req, res) => {
+   *   res.status(201).json(user)
+   *   lens.background(res).add(sendWelcomeEmail, user.email)
+   * })
+   */
+  background(res: unknown, options?: BackgroundOptions): BackgroundTasks {
+    return this.#fixRuntime().background(res, options)
+  }
+
+  /**
+   * Wrap a non-HTTP entry point (queue consumer, WebSocket message listener, scheduled job):
+   * every call runs in a context `{task: name}` and is measured in
+   * `looplens_task_duration_seconds{task, outcome}`. The wrapper returns what `fn` returns and
+   * throws what it throws.
+   * @example queue.on('message', lens.track('orders-consumer', handleOrder))
+   */
+  track<F extends (...args: never[]) => unknown>(name: string, fn: F): F {
+    return this.#fixRuntime().track(name, fn)
+  }
+
+  /**
+   * Express middleware answering `503` with `Retry-After` while event-loop delay (default limit
+   * 200 ms) or utilization is over its limit, sampled off the request path; health and metrics
+   * paths exempt. Counted in `looplens_shed_requests_total{reason}`. Stopped by `close()`.
+   * @example app.use(lens.guard({ maxEventLoopDelayMs: 200, retryAfterSeconds: 5 }))
+   */
+  guard(options?: GuardOptions): GuardMiddleware {
+    return this.#fixRuntime().guard(options).middleware
   }
 
   /** @internal for instrumentations inside the package (zero-code http, tasks). */
@@ -189,8 +301,11 @@ export class Looplens {
   }
 
   async #close(): Promise<void> {
+    // First: background tasks may still block the loop, and those blocks must be measured.
+    await this.#fixes?.close()
     this.#heartbeat.tick()
     this.#heartbeat.close()
+    await this.#watchdog?.release()
     this.#delay.close()
     this.#prometheus.close()
   }

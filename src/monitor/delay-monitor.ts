@@ -27,8 +27,8 @@ export interface DelayCounts {
 
 /** Extra bounds (seconds) for the since-start quantiles of `snapshot()`. */
 const FINE_BOUNDS = [
-  0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.0015, 0.002, 0.003, 0.004, 0.0075, 0.015, 0.02,
-  0.03, 0.04, 0.075, 0.15, 0.2, 0.3, 0.4, 0.75, 1.5, 2, 3, 4, 7.5, 15, 20, 30, 60,
+  0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.0015, 0.002, 0.003, 0.004, 0.0075, 0.015, 0.02, 0.03,
+  0.04, 0.075, 0.15, 0.2, 0.3, 0.4, 0.75, 1.5, 2, 3, 4, 7.5, 15, 20, 30, 60,
 ]
 
 export class DelayMonitor {
@@ -91,10 +91,7 @@ export class DelayMonitor {
       counts.count += samples
       counts.sumSeconds += Math.max(0, (histogram.mean - resolution) * samples) / 1e9
       counts.maxSeconds = Math.max(counts.maxSeconds, Math.max(0, maxNs - resolution) / 1e9)
-      counts.minSeconds = Math.min(
-        counts.minSeconds,
-        Math.max(0, histogram.min - resolution) / 1e9,
-      )
+      counts.minSeconds = Math.min(counts.minSeconds, Math.max(0, histogram.min - resolution) / 1e9)
       histogram.reset()
     }
     return this.#counts

@@ -18,10 +18,12 @@ export interface Stall {
   endPerf: number
   /** Busy time of the loop over the stall, ms. */
   durationMs: number
+  /** The beat written just before the stall (epoch ms): the watchdog's id for this stall. */
+  stallId: number
 }
 
-/** Slots of the shared heartbeat buffer (Float64). */
-export const BEAT_SLOT = 0
+/** Slot of the beat in the shared Float64 view (see watchdog/shared.ts). */
+const BEAT_SLOT = 0
 
 /** The heartbeat interval for a threshold: fine enough to see a stall early, never busy. */
 export function heartbeatIntervalFor(blockThresholdMs: number): number {
@@ -29,8 +31,6 @@ export function heartbeatIntervalFor(blockThresholdMs: number): number {
 }
 
 export class Heartbeat {
-  /** `[BEAT_SLOT]` = epoch ms of the last beat. Shared with the watchdog worker. */
-  readonly shared: SharedArrayBuffer
   readonly intervalMs: number
   readonly #beat: Float64Array
   readonly #thresholdMs: number
@@ -39,12 +39,15 @@ export class Heartbeat {
   #lastTick: number
   #lastIdle: number
 
-  constructor(blockThresholdMs: number, onStall: (stall: Stall) => void) {
+  /**
+   * @param beat shared memory the beat is written to (`[0]` = epoch ms of the last beat); every
+   *   instance in the process writes the same slot, which the one watchdog worker reads.
+   */
+  constructor(blockThresholdMs: number, onStall: (stall: Stall) => void, beat: Float64Array) {
     this.intervalMs = heartbeatIntervalFor(blockThresholdMs)
     this.#thresholdMs = blockThresholdMs
     this.#onStall = onStall
-    this.shared = new SharedArrayBuffer(Float64Array.BYTES_PER_ELEMENT * 2)
-    this.#beat = new Float64Array(this.shared)
+    this.#beat = beat
     this.#lastTick = performance.now()
     this.#lastIdle = performance.nodeTiming.idleTime
     this.#beat[BEAT_SLOT] = performance.timeOrigin + this.#lastTick
@@ -56,13 +59,14 @@ export class Heartbeat {
   tick(): void {
     const now = performance.now()
     const idle = performance.nodeTiming.idleTime
+    const stallId = performance.timeOrigin + this.#lastTick
     this.#beat[BEAT_SLOT] = performance.timeOrigin + now
     const gap = now - this.#lastTick
     const busy = gap - (idle - this.#lastIdle)
     this.#lastTick = now
     this.#lastIdle = idle
     if (gap >= this.#thresholdMs && busy >= this.#thresholdMs) {
-      this.#onStall({ startPerf: now - busy, endPerf: now, durationMs: busy })
+      this.#onStall({ startPerf: now - busy, endPerf: now, durationMs: busy, stallId })
     }
   }
 

@@ -1,0 +1,91 @@
+/**
+ * Aggregates block events and request sync times into the report's rows. Memory is bounded:
+ * rows are keyed by label values and culprit lines (both bounded), and capped anyway.
+ */
+import type { BlockEvent, BlockerRow, RouteSyncRow, StackFrame } from '../types.js'
+
+const MAX_ROWS = 500
+
+function culpritKey(culprit: StackFrame | undefined): string {
+  return culprit === undefined ? '' : `${culprit.file}:${culprit.line}:${culprit.functionName}`
+}
+
+export class ReportAggregator {
+  readonly startedAt = Date.now()
+  readonly blocks = { count: 0, totalMs: 0, maxMs: 0 }
+  readonly saturation = { count: 0, totalMs: 0, maxMs: 0 }
+  readonly #rows = new Map<string, BlockerRow>()
+  readonly #routes = new Map<string, RouteSyncRow>()
+  /** Events that found no room (more distinct rows than MAX_ROWS): counted in blocks only. */
+  dropped = 0
+
+  /** Subscribe to the block pipeline. */
+  readonly recordBlock = (event: BlockEvent): void => {
+    const ms = event.durationMs
+    this.blocks.count++
+    this.blocks.totalMs += ms
+    this.blocks.maxMs = Math.max(this.blocks.maxMs, ms)
+    if (event.kind === 'saturation') {
+      this.saturation.count++
+      this.saturation.totalMs += ms
+      this.saturation.maxMs = Math.max(this.saturation.maxMs, ms)
+      return
+    }
+    const { method, route, task } = event.context
+    const kind = event.kind === 'callback' ? 'callback' : 'unknown'
+    const key = `${kind}\u0000${method}\u0000${route}\u0000${task}\u0000${culpritKey(event.culprit)}`
+    let row = this.#rows.get(key)
+    if (row === undefined) {
+      if (this.#rows.size >= MAX_ROWS) {
+        this.dropped++
+        return
+      }
+      row = {
+        kind,
+        method,
+        route,
+        task,
+        culprit: event.culprit,
+        count: 0,
+        totalMs: 0,
+        maxMs: 0,
+        sampleFrames: event.frames,
+        firstSeen: event.startTime,
+        lastSeen: event.startTime,
+      }
+      this.#rows.set(key, row)
+    }
+    row.count++
+    row.totalMs += ms
+    if (ms >= row.maxMs && event.frames.length > 0) row.sampleFrames = event.frames
+    row.maxMs = Math.max(row.maxMs, ms)
+    row.lastSeen = event.startTime
+  }
+
+  /** One request ended with this sync time. */
+  recordRequest(method: string, route: string, syncMs: number): void {
+    const key = `${method} ${route}`
+    let row = this.#routes.get(key)
+    if (row === undefined) {
+      if (this.#routes.size >= MAX_ROWS) return
+      row = { method, route, requests: 0, syncTotalMs: 0, syncMaxMs: 0 }
+      this.#routes.set(key, row)
+    }
+    row.requests++
+    row.syncTotalMs += syncMs
+    if (syncMs > row.syncMaxMs) row.syncMaxMs = syncMs
+  }
+
+  /** Blocker rows, worst (largest total) first; copies, so callers may keep them. */
+  blockers(): BlockerRow[] {
+    return [...this.#rows.values()]
+      .map((row) => ({ ...row, sampleFrames: [...row.sampleFrames] }))
+      .sort((a, b) => b.totalMs - a.totalMs)
+  }
+
+  routes(): RouteSyncRow[] {
+    return [...this.#routes.values()]
+      .map((row) => ({ ...row }))
+      .sort((a, b) => b.syncTotalMs - a.syncTotalMs)
+  }
+}

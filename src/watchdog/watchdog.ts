@@ -1,0 +1,219 @@
+/**
+ * Main-thread side of the watchdog: one worker per process, shared by every looplens instance
+ * (reference-counted), started only where the inspector can be used safely.
+ *
+ * Degrade, never break: no inspector in this build, a debugger attached (`inspector.url()`),
+ * `--inspect` in the flags, or a worker that fails or dies — detection and metrics go on without
+ * stacks, each instance warns once, nothing crashes or hangs.
+ */
+import { createRequire } from 'node:module'
+import { Worker } from 'node:worker_threads'
+import { heartbeatIntervalFor } from '../monitor/heartbeat.js'
+import { installProbe, setStackBudget } from './probe.js'
+import {
+  CONTROL,
+  createShared,
+  HANG_REPORTED,
+  type SharedViews,
+  STOPPED,
+  viewsOf,
+  type WatchdogSettings,
+  type WorkerMessage,
+} from './shared.js'
+
+export type WatchdogState = 'starting' | 'active' | 'unavailable'
+
+export interface WatchdogUser {
+  blockThresholdMs: number
+  hangReportMs: number
+  maxStacksPerMinute: number
+  /** Called once per cause when stacks become unavailable. */
+  warn: (code: string, message: string) => void
+}
+
+/** The memory every heartbeat writes and the worker reads (process-wide). */
+export const processShared: SharedViews = viewsOf(createShared())
+
+const require = createRequire(import.meta.url)
+
+/** Why the inspector must not be used here, or undefined when it can. */
+export function inspectorUnavailableReason(): string | undefined {
+  if (!process.features.inspector) return 'this Node.js is built without the inspector'
+  const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)]
+  if (flags.some((flag) => /^--inspect(-brk|-wait)?(=|$)/.test(flag))) {
+    return 'the process runs with --inspect (a debugger may attach; looplens stays out of its way)'
+  }
+  try {
+    const inspector = require('node:inspector') as typeof import('node:inspector')
+    if (inspector.url() !== undefined) return 'a debugger is attached (inspector.url() is set)'
+  } catch (error) {
+    return `the inspector cannot be loaded (${(error as Error).message})`
+  }
+  return undefined
+}
+
+class Watchdog {
+  state: WatchdogState = 'starting'
+  reason: string | undefined
+  readonly users = new Set<WatchdogUser>()
+  #worker: Worker | undefined
+  #stopping: Promise<void> | undefined
+
+  constructor(first: WatchdogUser) {
+    this.users.add(first)
+    installProbe(processShared.floats)
+    this.#applyBudget()
+    const reason = inspectorUnavailableReason()
+    if (reason !== undefined) {
+      this.#fail('LOOPLENS_INSPECTOR_UNAVAILABLE', reason)
+      return
+    }
+    try {
+      const worker = new Worker(new URL('./worker.js', import.meta.url), {
+        workerData: { buffer: processShared.floats.buffer, settings: this.settings() },
+        // A small heap: the worker only reads shared memory and relays inspector messages.
+        resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 },
+        name: 'looplens-watchdog',
+      })
+      worker.unref()
+      worker.on('message', (message: WorkerMessage) => this.#onMessage(message))
+      worker.on('error', (error) => this.#fail('LOOPLENS_WATCHDOG_FAILED', error.message))
+      worker.on('exit', (code) => {
+        if (this.#stopping === undefined) {
+          this.#fail('LOOPLENS_WATCHDOG_EXITED', `the watchdog worker exited (code ${code})`)
+        }
+      })
+      this.#worker = worker
+      process.on('exit', this.#stopAtExit)
+    } catch (error) {
+      this.#fail('LOOPLENS_WATCHDOG_FAILED', (error as Error).message)
+    }
+  }
+
+  settings(): WatchdogSettings {
+    let blockThresholdMs = Number.POSITIVE_INFINITY
+    let hangReportMs = Number.POSITIVE_INFINITY
+    for (const user of this.users) {
+      blockThresholdMs = Math.min(blockThresholdMs, user.blockThresholdMs)
+      if (user.hangReportMs > 0) hangReportMs = Math.min(hangReportMs, user.hangReportMs)
+    }
+    if (!Number.isFinite(blockThresholdMs)) blockThresholdMs = 50
+    return {
+      blockThresholdMs,
+      hangReportMs: Number.isFinite(hangReportMs) ? hangReportMs : 0,
+      pollMs: heartbeatIntervalFor(blockThresholdMs),
+    }
+  }
+
+  #applyBudget(): void {
+    let perMinute = 0
+    for (const user of this.users) perMinute = Math.max(perMinute, user.maxStacksPerMinute)
+    setStackBudget(perMinute)
+  }
+
+  add(user: WatchdogUser): void {
+    this.users.add(user)
+    this.#applyBudget()
+    if (this.state === 'unavailable') user.warn(this.#warnCode, this.#warnMessage())
+    else this.#worker?.postMessage(this.settings())
+  }
+
+  #warnCode = 'LOOPLENS_INSPECTOR_UNAVAILABLE'
+
+  #warnMessage(): string {
+    return `stacks are not captured: ${this.reason}. Blocks are still detected, measured and counted.`
+  }
+
+  #onMessage(message: WorkerMessage): void {
+    if (message.type === 'ready') {
+      if (this.state === 'starting') this.state = 'active'
+    } else if (message.type === 'unavailable') {
+      this.#fail('LOOPLENS_INSPECTOR_UNAVAILABLE', message.reason)
+    } else if (message.type === 'probe-failed') {
+      this.#fail('LOOPLENS_PROBE_FAILED', `the probe failed: ${message.reason}`)
+    }
+  }
+
+  #fail(code: string, reason: string): void {
+    if (this.state === 'unavailable') return
+    this.state = 'unavailable'
+    this.reason = reason
+    this.#warnCode = code
+    for (const user of this.users) user.warn(code, this.#warnMessage())
+    this.#shutdown()
+  }
+
+  /** True when the worker reported a hang for this stall (keyed by the beat before it). */
+  hangReportedFor(stallId: number): boolean {
+    return processShared.floats[HANG_REPORTED] === stallId
+  }
+
+  readonly #stopAtExit = (): void => {
+    // Synchronous at exit: ask the worker to disconnect its session and wait briefly for it.
+    const ints = processShared.ints
+    Atomics.store(ints, CONTROL, 1)
+    Atomics.notify(ints, CONTROL)
+    if (this.state !== 'unavailable') Atomics.wait(ints, STOPPED, 0, 200)
+  }
+
+  #shutdown(): Promise<void> {
+    this.#stopping ??= (async () => {
+      process.off('exit', this.#stopAtExit)
+      const worker = this.#worker
+      if (worker === undefined) return
+      const ints = processShared.ints
+      Atomics.store(ints, CONTROL, 1)
+      Atomics.notify(ints, CONTROL)
+      const stopped = Atomics.waitAsync(ints, STOPPED, 0, 200)
+      if (stopped.async) await stopped.value
+      await worker.terminate().catch(() => undefined)
+    })()
+    return this.#stopping
+  }
+
+  async remove(user: WatchdogUser): Promise<void> {
+    this.users.delete(user)
+    if (this.users.size > 0) {
+      this.#applyBudget()
+      this.#worker?.postMessage(this.settings())
+      return
+    }
+    if (current === this) current = undefined
+    await this.#shutdown()
+    // The next watchdog starts from a clean shared state.
+    Atomics.store(processShared.ints, CONTROL, 0)
+    Atomics.store(processShared.ints, STOPPED, 0)
+  }
+}
+
+let current: Watchdog | undefined
+
+export interface WatchdogHandle {
+  /** Whether stacks are being captured now. */
+  state(): WatchdogState
+  reason(): string | undefined
+  hangReportedFor(stallId: number): boolean
+  release(): Promise<void>
+}
+
+/** Join (or start) the process's watchdog. */
+export function acquireWatchdog(user: WatchdogUser): WatchdogHandle {
+  let watchdog = current
+  if (watchdog === undefined || watchdog.users.size === 0) {
+    watchdog = new Watchdog(user)
+    current = watchdog
+  } else {
+    watchdog.add(user)
+  }
+  const owner = watchdog
+  let released: Promise<void> | undefined
+  return {
+    state: () => owner.state,
+    reason: () => owner.reason,
+    hangReportedFor: (stallId) => owner.hangReportedFor(stallId),
+    release: () => {
+      released ??= owner.remove(user)
+      return released
+    },
+  }
+}
