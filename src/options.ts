@@ -13,7 +13,9 @@ export interface ResolvedOptions {
   readonly captureStacks: boolean
   readonly maxStacksPerMinute: number
   readonly hangReportMs: number
+  readonly closeTimeoutMs: number
   readonly onWarning: (warning: Error) => void
+  readonly openTelemetry: 'auto' | boolean
 }
 
 const KNOWN_OPTIONS = new Set<string>([
@@ -24,7 +26,9 @@ const KNOWN_OPTIONS = new Set<string>([
   'captureStacks',
   'maxStacksPerMinute',
   'hangReportMs',
+  'closeTimeoutMs',
   'onWarning',
+  'openTelemetry',
 ])
 
 /** Render a received value for an error message, short and unambiguous. */
@@ -124,6 +128,13 @@ export function resolveOptions(options: LooplensOptions | undefined): ResolvedOp
       `options.hangReportMs must be 0 (off) or ≥ options.blockThresholdMs (${blockThresholdMs}) (received ${hangReportMs})`,
     )
   }
+  const closeTimeoutMs = integerOption(
+    'options.closeTimeoutMs',
+    options.closeTimeoutMs,
+    5_000,
+    0,
+    600_000,
+  )
   const captureStacks = booleanOption('options.captureStacks', options.captureStacks, true)
 
   let registry: Registry
@@ -167,6 +178,13 @@ export function resolveOptions(options: LooplensOptions | undefined): ResolvedOp
     onWarning = options.onWarning
   }
 
+  const openTelemetry = options.openTelemetry === undefined ? 'auto' : options.openTelemetry
+  if (openTelemetry !== 'auto' && typeof openTelemetry !== 'boolean') {
+    throw new TypeError(
+      `options.openTelemetry must be 'auto', true or false (received ${describe(openTelemetry)})`,
+    )
+  }
+
   return Object.freeze({
     blockThresholdMs,
     registry,
@@ -176,6 +194,8 @@ export function resolveOptions(options: LooplensOptions | undefined): ResolvedOp
     captureStacks,
     maxStacksPerMinute,
     hangReportMs,
+    closeTimeoutMs,
     onWarning,
+    openTelemetry,
   })
 }

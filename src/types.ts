@@ -51,6 +51,23 @@ export interface LooplensOptions {
    */
   hangReportMs?: number
   /**
+   * How long `lens.close()` waits (ms) for background tasks (`lens.background(res)`) that are
+   * queued or running. Past it, close() resolves, reports what is still pending through
+   * `onWarning`, and those tasks go on unawaited. Integer between 0 and 600000.
+   * @default 5000
+   */
+  closeTimeoutMs?: number
+  /**
+   * OpenTelemetry, through `@opentelemetry/api` (an optional peer): block spans under the request
+   * span, request span attributes, OpenTelemetry metrics, `trace_id` exemplars in OpenMetrics.
+   * - `'auto'`: on when a tracer provider is registered — looked for at construction and, if
+   *   none yet, once more at the first request or task; off when the API is not installed;
+   * - `true`: capture request spans even if no SDK is registered yet (one started later still);
+   * - `false`: off; no per-request cost at all.
+   * @default 'auto'
+   */
+  openTelemetry?: 'auto' | boolean
+  /**
    * Where the one-time warnings of looplens go (inspector unavailable, a listener threw, …).
    * @default process.emitWarning
    */
@@ -77,9 +94,12 @@ export interface BlockContext {
   route: string
   /** Task name given in code (`lens.track(name)`, background tasks), or `''`. */
   task: string
-  /** Trace id of the request's span, when tracing is on. */
+  /**
+   * Trace id of the request's (or task's) span, when tracing is on and that span is sampled; for
+   * a block outside any request, of its own `eventloop.block` span.
+   */
   traceId?: string
-  /** Span id of the request's span, when tracing is on. */
+  /** Span id of the same span as {@link traceId}. */
   spanId?: string
 }
 
@@ -190,4 +210,67 @@ export interface LooplensReport {
   routes: RouteSyncRow[]
   /** The loop at report time. */
   loop: LoopSnapshot
+}
+
+/** Options of {@link Looplens.background}. */
+export interface BackgroundOptions {
+  /**
+   * What happens to the queued tasks when the client aborts (the connection closes before the
+   * response was sent): `'run'` runs them anyway — the request was accepted, so its work (the
+   * email, the job) is done; `'skip'` does not run them and counts each as
+   * `outcome="aborted"`.
+   * @default 'run'
+   */
+  onAbort?: 'run' | 'skip'
+}
+
+/**
+ * The background tasks of one response, from {@link Looplens.background}. Tasks run one after
+ * another, in the order added, once the response has been sent; each in a context of its own
+ * (the request's method and route, the task's name), measured, errors contained.
+ */
+export interface BackgroundTasks {
+  /**
+   * Run `fn(...args)` after the response. Its name is `fn.name` (`'anonymous'` for an arrow
+   * function without one); use {@link addNamed} to choose it.
+   * @example lens.background(res).add(sendWelcomeEmail, user.email)
+   */
+  add<A extends unknown[]>(fn: (...args: A) => unknown, ...args: A): this
+  /**
+   * Like {@link add}, with the task name given: it is the `task` label of the metrics and blocks.
+   * @example lens.background(res).addNamed('welcome-email', (to) => mailer.send(to), user.email)
+   */
+  addNamed<A extends unknown[]>(name: string, fn: (...args: A) => unknown, ...args: A): this
+  /** Tasks added and not yet ended (queued or running). */
+  readonly pending: number
+}
+
+/** Options of {@link Looplens.guard}. Every field is optional. */
+export interface GuardOptions {
+  /**
+   * Shed while the largest event-loop delay of the last sampling interval is above this (ms).
+   * Integer ≥ 1, or `0` to not look at the delay.
+   * @default 200
+   */
+  maxEventLoopDelayMs?: number
+  /**
+   * Shed while event-loop utilization over the last sampling interval is above this ratio
+   * (0 < ratio < 1). Off unless given.
+   * @default undefined
+   */
+  maxEventLoopUtilization?: number
+  /** The `Retry-After` header of a 503 (seconds). Integer between 0 and 86400. @default 10 */
+  retryAfterSeconds?: number
+  /**
+   * Paths never shed: health checks and the metrics scrape must answer precisely when the loop
+   * is struggling. Exact paths or RegExps, tested against the path without its query string.
+   * @default ['/health', '/healthz', '/livez', '/metrics']
+   */
+  exemptPaths?: ReadonlyArray<string | RegExp>
+  /**
+   * How often (ms) the loop is sampled, on an unref'd timer off the request path. Integer
+   * between 10 and 60000.
+   * @default 250
+   */
+  sampleIntervalMs?: number
 }
