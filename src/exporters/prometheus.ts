@@ -38,7 +38,7 @@ type Releasable = object
  */
 const sharedMetrics = new WeakMap<Registry, Map<string, { metric: Releasable; users: number }>>()
 
-function acquire<T extends Releasable>(registry: Registry, name: string, create: () => T): T {
+export function acquire<T extends Releasable>(registry: Registry, name: string, create: () => T): T {
   let byName = sharedMetrics.get(registry)
   if (byName === undefined) {
     byName = new Map()
@@ -60,7 +60,7 @@ function acquire<T extends Releasable>(registry: Registry, name: string, create:
   return metric
 }
 
-function release(registry: Registry, name: string): void {
+export function release(registry: Registry, name: string): void {
   const entry = sharedMetrics.get(registry)?.get(name)
   if (entry === undefined) return
   entry.users--
