@@ -1,0 +1,510 @@
+#!/usr/bin/env node
+/**
+ * Overhead benchmark: Express 5 `GET /users/:id`, bare vs looplens vs its peers, in ONE run.
+ *
+ *   npm run bench                                  (root: build, install bench/, run this)
+ *   node bench/overhead.js --rounds 5 --duration 5 --warmup 2 --connections 50 \
+ *     --configs bare,looplens,looplens-nostacks,prom-bundle,otel,otel+looplens,blocked-at
+ *
+ * Each round starts every configuration in a fresh child process (bench/server.js), warms it up,
+ * measures it, stops it. Configurations alternate within a round and the starting one rotates
+ * from round to round (A B C, B C A, C A B …), so a slow drift of the shared machine's load hits
+ * all of them alike. Per configuration: median req/s, p99, server CPU µs per request (user +
+ * system of the whole server process over the measured window / requests served in it) and RSS;
+ * ratios to bare are the median of per-round paired ratios (each round's value divided by the
+ * same round's bare value).
+ *
+ * Load: wrk (1 thread) when installed, otherwise autocannon in its own process (said in the
+ * output). On a machine with ≥ 2 cores and `taskset`, the server is pinned to CPU 0 and the load
+ * generator to CPU 1, so they do not fight for a core.
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import os from 'node:os'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+
+const benchDir = dirname(fileURLToPath(import.meta.url))
+const ALL_CONFIGS = [
+  'bare',
+  'looplens',
+  'looplens-nostacks',
+  'prom-bundle',
+  'otel',
+  'otel+looplens',
+  'blocked-at',
+]
+const OTEL_CONFIGS = new Set(['otel', 'otel+looplens'])
+
+/** Budgets from DESIGN.md and the issues: [config, baseline, max CPU ratio, min req/s ratio]. */
+const BUDGETS = [
+  ['looplens', 'bare', 1.03, 0.97, 'DESIGN.md: everything on but tracing'],
+  ['looplens', 'looplens-nostacks', 1.01, undefined, 'issue 3: watchdog while nothing blocks'],
+  ['otel+looplens', 'otel', 1.05, undefined, 'issue 4: looplens on top of OpenTelemetry'],
+]
+
+const { values: args } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '5' },
+    duration: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '2' },
+    connections: { type: 'string', default: '50' },
+    configs: { type: 'string', default: ALL_CONFIGS.join(',') },
+    loadgen: { type: 'string', default: 'auto' },
+    'no-pin': { type: 'boolean', default: false },
+    out: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+})
+
+if (args.help) {
+  console.log(`usage: node bench/overhead.js [options]
+  --rounds N         rounds; every configuration runs once per round (default 5)
+  --duration S       measured seconds per run (default 5)
+  --warmup S         warm-up seconds per run, not measured (default 2)
+  --connections N    concurrent connections (default 50)
+  --configs a,b,…    from: ${ALL_CONFIGS.join(', ')} ("all" = every one; bare is always added)
+  --loadgen wrk|autocannon|auto   (default auto: wrk when installed)
+  --no-pin           do not pin server and load generator to separate CPUs
+  --out FILE         JSON results (default bench/results/overhead-<date>.json)`)
+  process.exit(0)
+}
+
+const rounds = positiveInteger('rounds', args.rounds)
+const durationS = positiveInteger('duration', args.duration)
+const warmupS = nonNegativeInteger('warmup', args.warmup)
+const connections = positiveInteger('connections', args.connections)
+let configs =
+  args.configs === 'all' ? [...ALL_CONFIGS] : args.configs.split(',').map((c) => c.trim())
+for (const config of configs) {
+  if (!ALL_CONFIGS.includes(config)) {
+    fail(
+      `--configs: unknown configuration ${JSON.stringify(config)} (known: ${ALL_CONFIGS.join(', ')})`,
+    )
+  }
+}
+// Ratios need bare in every round.
+configs = ['bare', ...configs.filter((config) => config !== 'bare')]
+
+const hasWrk = spawnSync('wrk', ['--version']).error === undefined
+if (args.loadgen === 'wrk' && !hasWrk)
+  fail('--loadgen wrk: wrk is not installed (apt-get install wrk)')
+if (!['auto', 'wrk', 'autocannon'].includes(args.loadgen))
+  fail(`--loadgen: wrk, autocannon or auto (received ${args.loadgen})`)
+const loadgen = args.loadgen === 'autocannon' || !hasWrk ? 'autocannon' : 'wrk'
+const hasTaskset = spawnSync('taskset', ['--version']).error === undefined
+const pin = !args['no-pin'] && hasTaskset && os.availableParallelism() >= 2
+const autocannonBin = loadgen === 'autocannon' ? resolveAutocannon() : undefined
+
+function positiveInteger(name, text) {
+  const value = Number(text)
+  if (!Number.isInteger(value) || value < 1)
+    fail(`--${name} must be an integer ≥ 1 (received ${text})`)
+  return value
+}
+
+function nonNegativeInteger(name, text) {
+  const value = Number(text)
+  if (!Number.isInteger(value) || value < 0)
+    fail(`--${name} must be an integer ≥ 0 (received ${text})`)
+  return value
+}
+
+function fail(message) {
+  console.error(`overhead.js: ${message}`)
+  process.exit(2)
+}
+
+function resolveAutocannon() {
+  // autocannon is a devDependency of the root package; bench/ does not need its own copy.
+  for (const base of [join(benchDir, 'package.json'), join(benchDir, '..', 'package.json')]) {
+    try {
+      const pkgPath = createRequire(base).resolve('autocannon/package.json')
+      const pkg = JSON.parse(readFileSync(pkgPath, 'utf8'))
+      const bin = typeof pkg.bin === 'string' ? pkg.bin : pkg.bin.autocannon
+      return join(dirname(pkgPath), bin)
+    } catch {}
+  }
+  fail('neither wrk nor autocannon is available (apt-get install wrk, or npm ci at the root)')
+}
+
+/** Busy and total jiffies per CPU from /proc/stat (Linux), to see what else ran on the cores. */
+function cpuTimes() {
+  try {
+    const lines = readFileSync('/proc/stat', 'utf8').split('\n')
+    const result = {}
+    for (const line of lines) {
+      const match = /^cpu(\d+)\s+(.*)$/.exec(line)
+      if (!match) continue
+      const fields = match[2].split(/\s+/).map(Number)
+      const idle = fields[3] + (fields[4] ?? 0)
+      const total = fields.slice(0, 8).reduce((sum, value) => sum + value, 0)
+      result[match[1]] = { busy: total - idle, total }
+    }
+    return result
+  } catch {
+    return undefined
+  }
+}
+
+const children = new Set()
+
+function startServer(config) {
+  const nodeArgs = []
+  if (OTEL_CONFIGS.has(config)) nodeArgs.push('--import', './otel-setup.js')
+  nodeArgs.push('server.js')
+  const command = pin ? 'taskset' : process.execPath
+  const commandArgs = pin ? ['-c', '0', process.execPath, ...nodeArgs] : nodeArgs
+  const child = spawn(command, commandArgs, {
+    cwd: benchDir,
+    env: { ...process.env, BENCH_CONFIG: config, NODE_ENV: 'production' },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${config}: server not ready in 30 s`)), 30_000)
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer)
+      reject(new Error(`${config}: server exited early (code ${code}, signal ${signal})`))
+    })
+    child.on('message', function onReady(message) {
+      if (message?.type !== 'ready') return
+      clearTimeout(timer)
+      child.off('message', onReady)
+      resolve({ child, port: message.port })
+    })
+  })
+}
+
+function ask(child, cmd, replyType) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "${replyType}" reply in 30 s`)), 30_000)
+    child.on('message', function onReply(message) {
+      if (message?.type !== replyType) return
+      clearTimeout(timer)
+      child.off('message', onReply)
+      resolve(message)
+    })
+    child.send({ cmd })
+  })
+}
+
+async function stopServer(child) {
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  if (child.connected) child.send({ cmd: 'exit' })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+  await exited
+  clearTimeout(timer)
+}
+
+function runCommand(command, commandArgs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'] })
+    children.add(child)
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk
+    })
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
+    child.once('error', reject)
+    child.once('exit', (code) => {
+      children.delete(child)
+      if (code === 0) resolve(stdout)
+      else reject(new Error(`${command} exited ${code}: ${stderr || stdout}`))
+    })
+  })
+}
+
+/** One load run; returns requests, req/s and latency percentiles (ms), errors. */
+async function load(port, seconds) {
+  const pinArgs = pin ? ['taskset', '-c', '1'] : []
+  if (loadgen === 'wrk') {
+    const wrkArgs = [
+      '-t1',
+      `-c${connections}`,
+      `-d${seconds}s`,
+      '--timeout',
+      '10s',
+      '-s',
+      join(benchDir, 'wrk-report.lua'),
+      `http://127.0.0.1:${port}/users/1`,
+    ]
+    const [command, ...rest] = pin ? [...pinArgs, 'wrk', ...wrkArgs] : ['wrk', ...wrkArgs]
+    const output = await runCommand(command, rest)
+    const line = output.split('\n').find((text) => text.startsWith('WRK_JSON '))
+    if (line === undefined) throw new Error(`wrk printed no summary:\n${output}`)
+    const summary = JSON.parse(line.slice('WRK_JSON '.length))
+    const errors =
+      summary.connectErrors +
+      summary.readErrors +
+      summary.writeErrors +
+      summary.timeoutErrors +
+      summary.statusErrors
+    return {
+      requests: summary.requests,
+      reqPerSec: summary.requests / (summary.durationUs / 1e6),
+      p50Ms: summary.p50Us / 1000,
+      p99Ms: summary.p99Us / 1000,
+      maxMs: summary.maxUs / 1000,
+      errors,
+    }
+  }
+  const acArgs = [
+    autocannonBin,
+    '-c',
+    String(connections),
+    '-d',
+    String(seconds),
+    '-j',
+    '-I',
+    `http://127.0.0.1:${port}/users/[<id>]`,
+  ]
+  const [command, ...rest] = pin
+    ? [...pinArgs, process.execPath, ...acArgs]
+    : [process.execPath, ...acArgs]
+  const result = JSON.parse(await runCommand(command, rest))
+  return {
+    requests: result.requests.total,
+    reqPerSec: result.requests.total / result.duration,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    maxMs: result.latency.max,
+    errors: result.errors + result.timeouts + result.non2xx,
+  }
+}
+
+/** One configuration, one round: fresh server, warm-up, measured window, stop. */
+async function measure(config) {
+  const { child, port } = await startServer(config)
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/users/7`)
+    const body = await response.json()
+    if (response.status !== 200 || body.id !== '7') {
+      throw new Error(`${config}: GET /users/7 answered ${response.status} ${JSON.stringify(body)}`)
+    }
+    if (warmupS > 0) await load(port, warmupS)
+    const before = cpuTimes()
+    await ask(child, 'start', 'started')
+    const result = await load(port, durationS)
+    const stats = await ask(child, 'stop', 'stopped')
+    const after = cpuTimes()
+    const serverCpuUs = stats.cpuUserUs + stats.cpuSystemUs
+    let otherOnServerCpu
+    if (pin && before?.['0'] && after?.['0']) {
+      // What ran on the server's CPU besides the server: other engineers' builds and tests.
+      const busy = after['0'].busy - before['0'].busy
+      const total = after['0'].total - before['0'].total
+      const serverJiffies = (serverCpuUs / 1e6) * 100 // USER_HZ is 100 on Linux
+      otherOnServerCpu = total > 0 ? Math.max(0, (busy - serverJiffies) / total) : undefined
+    }
+    return {
+      config,
+      reqPerSec: result.reqPerSec,
+      p50Ms: result.p50Ms,
+      p99Ms: result.p99Ms,
+      maxMs: result.maxMs,
+      loadgenRequests: result.requests,
+      serverRequests: stats.requests,
+      errors: result.errors,
+      cpuUs: serverCpuUs,
+      cpuUsPerReq: serverCpuUs / stats.requests,
+      serverCpuShare: serverCpuUs / 1000 / stats.wallMs,
+      otherOnServerCpu,
+      rssMB: stats.rssBytes / 2 ** 20,
+      maxRssMB: stats.maxRssBytes / 2 ** 20,
+      checks: stats.checks,
+    }
+  } finally {
+    await stopServer(child)
+  }
+}
+
+function median(values) {
+  const sorted = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b)
+  if (sorted.length === 0) return Number.NaN
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+/** Median of per-round ratios config/baseline, with the range, for one field. */
+function pairedRatio(results, config, baseline, field) {
+  const ratios = []
+  for (let round = 0; round < rounds; round++) {
+    const a = results.find((r) => r.round === round && r.config === config)
+    const b = results.find((r) => r.round === round && r.config === baseline)
+    if (a && b) ratios.push(a[field] / b[field])
+  }
+  return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios), ratios }
+}
+
+function fixed(value, digits) {
+  return Number.isFinite(value) ? value.toFixed(digits) : '—'
+}
+
+function summarize(results) {
+  return configs.map((config) => {
+    const own = results.filter((r) => r.config === config)
+    const cpu = pairedRatio(results, config, 'bare', 'cpuUsPerReq')
+    const throughput = pairedRatio(results, config, 'bare', 'reqPerSec')
+    return {
+      config,
+      runs: own.length,
+      reqPerSec: median(own.map((r) => r.reqPerSec)),
+      p99Ms: median(own.map((r) => r.p99Ms)),
+      cpuUsPerReq: median(own.map((r) => r.cpuUsPerReq)),
+      rssMB: median(own.map((r) => r.rssMB)),
+      cpuRatio: cpu,
+      throughputRatio: throughput,
+    }
+  })
+}
+
+function markdownTable(summary) {
+  const lines = [
+    '| configuration | req/s | p99 ms | CPU µs/req | RSS MB | CPU/req vs bare (range) | req/s vs bare |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+  ]
+  for (const row of summary) {
+    const range =
+      row.config === 'bare' ? '' : ` (${fixed(row.cpuRatio.min, 2)}–${fixed(row.cpuRatio.max, 2)})`
+    lines.push(
+      `| ${row.config} | ${fixed(row.reqPerSec, 0)} | ${fixed(row.p99Ms, 1)} | ${fixed(row.cpuUsPerReq, 1)} | ${fixed(row.rssMB, 0)} | ${fixed(row.cpuRatio.median, 3)}×${range} | ${fixed(row.throughputRatio.median, 3)}× |`,
+    )
+  }
+  return lines.join('\n')
+}
+
+function budgetTable(results) {
+  const lines = [
+    '| budget | CPU/req ratio (range) | limit | req/s ratio | limit | verdict |',
+    '|---|---:|---:|---:|---:|---|',
+  ]
+  const checks = []
+  for (const [config, baseline, maxCpu, minThroughput, why] of BUDGETS) {
+    if (!configs.includes(config) || !configs.includes(baseline)) continue
+    const cpu = pairedRatio(results, config, baseline, 'cpuUsPerReq')
+    const throughput = pairedRatio(results, config, baseline, 'reqPerSec')
+    const cpuOk = cpu.median <= maxCpu
+    const throughputOk = minThroughput === undefined || throughput.median >= minThroughput
+    const verdict = cpuOk && throughputOk ? 'within' : 'MISSED'
+    checks.push({ config, baseline, why, maxCpu, minThroughput, cpu, throughput, verdict })
+    lines.push(
+      `| ${config} vs ${baseline} (${why}) | ${fixed(cpu.median, 3)}× (${fixed(cpu.min, 2)}–${fixed(cpu.max, 2)}) | ≤ ${maxCpu} | ${fixed(throughput.median, 3)}× | ${minThroughput === undefined ? '—' : `≥ ${minThroughput}`} | ${verdict} |`,
+    )
+  }
+  return { text: lines.join('\n'), checks }
+}
+
+async function main() {
+  const startedAt = new Date()
+  const machine = {
+    cpus: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model,
+    memoryGB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+    loadavgAtStart: os.loadavg(),
+  }
+  const perRun = warmupS + durationS + 1
+  console.log(
+    `looplens overhead: ${configs.length} configurations × ${rounds} rounds, ${warmupS} s warm-up + ${durationS} s measured, ${connections} connections (~${Math.ceil((configs.length * rounds * perRun) / 60)} min)`,
+  )
+  console.log(
+    `load generator: ${loadgen === 'wrk' ? 'wrk, 1 thread' : `autocannon (wrk not found${hasWrk ? '' : ': apt-get install wrk'}), own process`}; ${pin ? 'server pinned to CPU 0, load generator to CPU 1 (taskset)' : 'no CPU pinning'}`,
+  )
+  console.log(
+    `machine: ${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, load average ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}`,
+  )
+
+  const results = []
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < configs.length; i++) {
+      const config = configs[(i + round) % configs.length]
+      const result = { round, ...(await measure(config)) }
+      results.push(result)
+      const other =
+        result.otherOnServerCpu === undefined
+          ? ''
+          : `  others on CPU0 ${(result.otherOnServerCpu * 100).toFixed(0)}%`
+      console.log(
+        `round ${round + 1}/${rounds}  ${config.padEnd(18)} ${fixed(result.reqPerSec, 0).padStart(6)} req/s  p99 ${fixed(result.p99Ms, 1).padStart(6)} ms  ${fixed(result.cpuUsPerReq, 1).padStart(6)} µs/req  RSS ${fixed(result.rssMB, 0)} MB${result.errors ? `  ERRORS ${result.errors}` : ''}${other}`,
+      )
+    }
+  }
+
+  machine.loadavgAtEnd = os.loadavg()
+  const summary = summarize(results)
+  const table = markdownTable(summary)
+  const budgets = budgetTable(results)
+  const command =
+    `node ${relative(process.cwd(), fileURLToPath(import.meta.url)) || 'overhead.js'} ${process.argv.slice(2).join(' ')}`.trim()
+  console.log(
+    `\n${rounds} rounds, medians; ratios are medians of per-round ratios (range over rounds)\n`,
+  )
+  console.log(table)
+  console.log('')
+  console.log(budgets.text)
+  const errors = results.reduce((sum, r) => sum + r.errors, 0)
+  if (errors > 0) console.log(`\nWARNING: ${errors} failed requests across the run (see JSON)`)
+  const checksLine = configs
+    .filter((config) => config !== 'bare')
+    .map((config) => {
+      const last = results.findLast((r) => r.config === config)
+      return `${config} ${JSON.stringify(last?.checks ?? {})}`
+    })
+  console.log(`\nsanity (last round, what each instrument recorded): ${checksLine.join('; ')}`)
+  console.log(
+    `load average: start ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}, end ${machine.loadavgAtEnd.map((l) => l.toFixed(2)).join(' ')}`,
+  )
+
+  const stamp = startedAt.toISOString().replace(/:/g, '-').replace(/\..*$/, '')
+  const out = args.out ?? join(benchDir, 'results', `overhead-${stamp}.json`)
+  mkdirSync(dirname(out), { recursive: true })
+  writeFileSync(
+    out,
+    `${JSON.stringify(
+      {
+        date: startedAt.toISOString(),
+        command,
+        machine,
+        settings: {
+          rounds,
+          durationS,
+          warmupS,
+          connections,
+          configs,
+          loadgen,
+          pinned: pin,
+          url: '/users/:id (ids 1…10000)',
+        },
+        summary,
+        budgets: budgets.checks,
+        results,
+        markdown: table,
+      },
+      null,
+      2,
+    )}\n`,
+  )
+  console.log(`results: ${relative(process.cwd(), out)}`)
+}
+
+function cleanUp() {
+  for (const child of children) child.kill('SIGKILL')
+}
+process.once('SIGINT', () => {
+  cleanUp()
+  process.exit(130)
+})
+
+main().catch((error) => {
+  console.error(error)
+  cleanUp()
+  process.exit(1)
+})
