@@ -13,7 +13,7 @@ import type { GuardMiddleware } from './fix/guard.js'
 import { FixRuntime } from './fix/runtime.js'
 import type { RequestRecorder } from './internal-types.js'
 import { createExpressMiddleware } from './middleware/express.js'
-import { DelayMonitor } from './monitor/delay-monitor.js'
+import { type DelayCounts, DelayMonitor } from './monitor/delay-monitor.js'
 import { Heartbeat, heartbeatIntervalFor } from './monitor/heartbeat.js'
 import { type ResolvedOptions, resolveOptions } from './options.js'
 import { ReportAggregator } from './report/aggregator.js'
@@ -284,6 +284,16 @@ export class Looplens {
   /** @internal for instrumentations inside the package (zero-code http, tasks). */
   get recorder(): RequestRecorder {
     return this.#recorder
+  }
+
+  /** @internal cumulative delay counts (seconds), for the zero-code timeline (src/register.ts). */
+  delayCounts(): Readonly<DelayCounts> {
+    return this.#delay.drain()
+  }
+
+  /** @internal measure a stall that just ended now, before a report is taken at exit. */
+  flushStall(): void {
+    this.#heartbeat.tick()
   }
 
   /** @internal publish path, for tests of exporters. */

@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import { contextStorage, LensContext } from '../context/context.js'
 import { normalizeMethod, routeOf } from '../context/route.js'
+import { kHttpRecorder } from '../instrument/marks.js'
 import type { RequestRecorder } from '../internal-types.js'
 
 /** Compile `excludePaths` into one test, or `undefined` when nothing is excluded. */
@@ -52,6 +53,12 @@ export function createExpressMiddleware(
   }
 
   return function looplensMiddleware(req: Request, res: Response, next: NextFunction): void {
+    // Already measured for this recorder by the zero-code http instrumentation (the preload):
+    // its context is entered and will be ended; a second one would count the request twice.
+    if ((res as Response & { [kHttpRecorder]?: RequestRecorder })[kHttpRecorder] === recorder) {
+      next()
+      return
+    }
     if (isExcluded?.(pathOf(req.originalUrl ?? req.url))) {
       next()
       return

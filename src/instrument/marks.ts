@@ -1,0 +1,10 @@
+/**
+ * Marks the zero-code http instrumentation leaves on a response, so the Express middleware can
+ * tell that a request is already measured (and by which recorder) without importing the
+ * instrumentation itself.
+ */
+
+/** The LensContext the http instrumentation created for this response. */
+export const kHttpContext: unique symbol = Symbol('looplens.httpContext')
+/** The recorder the http instrumentation reports this response to. */
+export const kHttpRecorder: unique symbol = Symbol('looplens.httpRecorder')

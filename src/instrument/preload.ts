@@ -1,0 +1,427 @@
+/**
+ * The zero-code session behind `node --import looplens/register app.js`: a looplens instance
+ * configured from environment variables, every HTTP server instrumented, metrics on a port of
+ * their own, a timeline of the loop, every block kept, and the report written when the process
+ * exits or is told to stop.
+ *
+ * Rules it keeps:
+ *  - a bad variable is reported on stderr (name and value) and the app runs without looplens:
+ *    a profiling aid must never be the reason an app does not start;
+ *  - everything it starts is unref'd: it never keeps the app alive;
+ *  - SIGINT/SIGTERM keep their meaning: an app with its own handlers keeps handling them (the
+ *    report is written at its exit); an app without dies of the signal as it would have, after
+ *    the report is written;
+ *  - under clinic (its sampler relays SIGINT only when it holds the only listener) it adds no
+ *    signal listener at all and writes at exit.
+ */
+import diagnosticsChannel from 'node:diagnostics_channel'
+import { writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import { createRequire } from 'node:module'
+import { constants as osConstants } from 'node:os'
+import type { AddressInfo } from 'node:net'
+import path from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { createLooplens, type Looplens } from '../looplens.js'
+import type { DelayCounts } from '../monitor/delay-monitor.js'
+import type { BlockEvent, LooplensOptions } from '../types.js'
+import { Warnings } from '../util/warnings.js'
+import { instrumentHttp } from './http.js'
+import {
+  MAX_SESSION_EVENTS,
+  type SessionFile,
+  type SessionMeta,
+  type TimelinePoint,
+} from './session.js'
+
+/** Environment variables of the preload; the README's table documents each. */
+export const ENV = {
+  blockThresholdMs: 'LOOPLENS_BLOCK_THRESHOLD_MS',
+  captureStacks: 'LOOPLENS_CAPTURE_STACKS',
+  hangReportMs: 'LOOPLENS_HANG_REPORT_MS',
+  metricsPort: 'LOOPLENS_METRICS_PORT',
+  metricsHost: 'LOOPLENS_METRICS_HOST',
+  reportFile: 'LOOPLENS_REPORT_FILE',
+  reportStderr: 'LOOPLENS_REPORT_STDERR',
+  timelineIntervalMs: 'LOOPLENS_TIMELINE_INTERVAL_MS',
+  portFile: 'LOOPLENS_PORT_FILE',
+  ownerPid: 'LOOPLENS_OWNER_PID',
+} as const
+
+/** The port OpenTelemetry's Prometheus exporter uses by default: scrapers often expect it. */
+export const DEFAULT_METRICS_PORT = 9464
+export const DEFAULT_TIMELINE_INTERVAL_MS = 1_000
+
+export interface PreloadSettings {
+  options: LooplensOptions
+  /** Undefined: no metrics server. */
+  metricsPort: number | undefined
+  metricsHost: string
+  reportFile: string | undefined
+  reportStderr: boolean
+  timelineIntervalMs: number
+  portFile: string | undefined
+}
+
+/** A variable with a value the preload cannot use; the message names both. */
+export class PreloadEnvError extends Error {
+  constructor(variable: string, value: string, expected: string) {
+    super(`${variable} must be ${expected} (received ${JSON.stringify(value)})`)
+    this.name = 'PreloadEnvError'
+  }
+}
+
+type Env = Record<string, string | undefined>
+
+function integerVar(env: Env, variable: string, min: number, max: number): number | undefined {
+  const raw = env[variable]
+  if (raw === undefined || raw.trim() === '') return undefined
+  const value = raw.trim()
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new PreloadEnvError(variable, raw, `an integer between ${min} and ${max}`)
+  }
+  return Number(value)
+}
+
+function booleanVar(env: Env, variable: string): boolean | undefined {
+  const raw = env[variable]
+  if (raw === undefined || raw.trim() === '') return undefined
+  const value = raw.trim().toLowerCase()
+  if (['1', 'true', 'on', 'yes'].includes(value)) return true
+  if (['0', 'false', 'off', 'no'].includes(value)) return false
+  throw new PreloadEnvError(variable, raw, 'true or false (also 1/0, on/off)')
+}
+
+/** Read and check the preload's variables. Throws {@link PreloadEnvError}. */
+export function readPreloadSettings(env: Env): PreloadSettings {
+  const options: LooplensOptions = {}
+  const blockThresholdMs = integerVar(env, ENV.blockThresholdMs, 10, 60_000)
+  if (blockThresholdMs !== undefined) options.blockThresholdMs = blockThresholdMs
+  const captureStacks = booleanVar(env, ENV.captureStacks)
+  if (captureStacks !== undefined) options.captureStacks = captureStacks
+  const hangReportMs = integerVar(env, ENV.hangReportMs, 0, 3_600_000)
+  if (hangReportMs !== undefined) options.hangReportMs = hangReportMs
+
+  let metricsPort: number | undefined = DEFAULT_METRICS_PORT
+  const rawPort = env[ENV.metricsPort]?.trim()
+  if (rawPort !== undefined && rawPort !== '') {
+    if (['0', 'off', 'false', 'no'].includes(rawPort.toLowerCase())) metricsPort = undefined
+    else metricsPort = integerVar(env, ENV.metricsPort, 1, 65_535)
+  }
+  const metricsHost = env[ENV.metricsHost]?.trim() || '127.0.0.1'
+  const reportFile = env[ENV.reportFile]?.trim() || undefined
+  const reportStderr = booleanVar(env, ENV.reportStderr) ?? true
+  const timelineIntervalMs =
+    integerVar(env, ENV.timelineIntervalMs, 100, 60_000) ?? DEFAULT_TIMELINE_INTERVAL_MS
+  const portFile = env[ENV.portFile]?.trim() || undefined
+  return {
+    options,
+    metricsPort,
+    metricsHost,
+    reportFile,
+    reportStderr,
+    timelineIntervalMs,
+    portFile,
+  }
+}
+
+/** Which variable holds an option, to name it when the option is refused. */
+const OPTION_VARIABLES: Record<string, string> = {
+  blockThresholdMs: ENV.blockThresholdMs,
+  captureStacks: ENV.captureStacks,
+  hangReportMs: ENV.hangReportMs,
+}
+
+function looplensVersion(): string {
+  try {
+    const require = createRequire(import.meta.url)
+    return (require('../../package.json') as { version: string }).version
+  } catch {
+    return 'unknown'
+  }
+}
+
+/** p99 and max of the delay samples recorded between two cumulative readings. */
+export function windowDelay(
+  previous: { cumulative: readonly number[]; count: number; maxSeconds: number },
+  now: Readonly<DelayCounts>,
+): { p99Ms: number; maxMs: number } {
+  const samples = now.count - previous.count
+  if (samples <= 0) return { p99Ms: 0, maxMs: 0 }
+  const target = 0.99 * samples
+  let p99 = now.maxSeconds
+  let max = now.maxSeconds
+  let previousBound = 0
+  let previousCount = 0
+  let p99Found = false
+  for (let i = 0; i < now.bounds.length; i++) {
+    const bound = now.bounds[i]!
+    const inWindow = now.cumulative[i]! - (previous.cumulative[i] ?? 0)
+    if (!p99Found && inWindow >= target) {
+      const inBucket = inWindow - previousCount
+      const fraction = inBucket === 0 ? 1 : (target - previousCount) / inBucket
+      p99 = previousBound + (bound - previousBound) * fraction
+      p99Found = true
+    }
+    if (inWindow >= samples) {
+      max = bound
+      break
+    }
+    previousBound = bound
+    previousCount = inWindow
+  }
+  // A new all-time maximum happened in this window: that one is exact.
+  if (now.maxSeconds > previous.maxSeconds) max = now.maxSeconds
+  max = Math.min(max, now.maxSeconds)
+  return { p99Ms: Math.min(p99, max) * 1000, maxMs: max * 1000 }
+}
+
+function relativeScript(cwd: string): string {
+  const script = process.argv[1]
+  if (script === undefined) return ''
+  const relative = path.relative(cwd, script)
+  return relative.startsWith('..') || path.isAbsolute(relative) ? script : relative
+}
+
+/** What {@link startPreload} started, for tests; `undefined` when it did not start. */
+export interface PreloadSession {
+  lens: Looplens
+  settings: PreloadSettings
+  /** Write the report now (idempotent), as the exit path does. */
+  finish(reason: SessionMeta['reason'], exitCode: number | undefined): void
+}
+
+/**
+ * Start the zero-code session for this process. Never throws: a problem is explained on stderr
+ * and the app runs on without looplens.
+ */
+export function startPreload(env: Env = process.env): PreloadSession | undefined {
+  const say = (message: string) => {
+    try {
+      process.stderr.write(`looplens: ${message}\n`)
+    } catch {
+      // stderr closed: nothing more to do.
+    }
+  }
+  let settings: PreloadSettings
+  try {
+    settings = readPreloadSettings(env)
+  } catch (error) {
+    say(`${(error as Error).message}; the app runs without looplens`)
+    return undefined
+  }
+  let lens: Looplens
+  try {
+    lens = createLooplens(settings.options)
+  } catch (error) {
+    const message = (error as Error).message
+    const option = /^options\.(\w+)/.exec(message)?.[1]
+    const variable = option === undefined ? undefined : OPTION_VARIABLES[option]
+    const prefix =
+      variable === undefined ? '' : `${variable}=${JSON.stringify(env[variable] ?? '')}: `
+    say(`${prefix}${message}; the app runs without looplens`)
+    return undefined
+  }
+  try {
+    return runSession(lens, settings, env, say)
+  } catch (error) {
+    say(`could not start (${(error as Error).message}); the app runs without looplens`)
+    void lens.close()
+    return undefined
+  }
+}
+
+function runSession(
+  lens: Looplens,
+  settings: PreloadSettings,
+  env: Env,
+  say: (message: string) => void,
+): PreloadSession {
+  const startedAt = new Date()
+  const cwd = process.cwd()
+  // A child process started with the same flags (fork, cluster) runs the preload too: it keeps
+  // its own report (file name suffixed with its pid) but leaves the port file and the metrics
+  // port to the first process.
+  const owner = env[ENV.ownerPid]
+  const isChild = owner !== undefined && owner !== '' && owner !== String(process.pid)
+  if (!isChild) process.env[ENV.ownerPid] = String(process.pid)
+  const reportFile =
+    settings.reportFile === undefined || !isChild
+      ? settings.reportFile
+      : settings.reportFile.replace(/(\.json)?$/, `-${process.pid}$1`)
+
+  const warnings = new Warnings((warning) =>
+    process.emitWarning(warning.message, { type: 'LooplensWarning', code: warning.name }),
+  )
+  const http = instrumentHttp(lens.recorder, {
+    excludePaths: lens.options.excludePaths,
+    warn: (code, message, cause) => warnings.once(code, message, cause),
+  })
+
+  // Metrics on a port of their own: the app's routes stay untouched.
+  let metricsServer: Server | undefined
+  if (settings.metricsPort !== undefined && !isChild) {
+    const handler = lens.metricsHandler()
+    const server = createServer((req, res) => {
+      void handler(req, res)
+    })
+    http.ignore(server)
+    server.on('error', (error: NodeJS.ErrnoException) => {
+      say(
+        `metrics not served on ${settings.metricsHost}:${settings.metricsPort} (${error.code ?? error.message}); set ${ENV.metricsPort} to another port, or to off`,
+      )
+    })
+    server.listen(settings.metricsPort, settings.metricsHost)
+    server.unref()
+    metricsServer = server
+  }
+
+  // The first server the app opens: `looplens run` waits for its port in this file.
+  const listenChannel = 'tracing:net.server.listen:asyncEnd'
+  function onListen(message: unknown): void {
+    try {
+      const server = (message as { server?: Server }).server
+      if (server === undefined || server === metricsServer) return
+      const address = server.address()
+      if (address === null || typeof address === 'string') return
+      diagnosticsChannel.unsubscribe(listenChannel, onListen)
+      const { port, address: host, family } = address as AddressInfo
+      writeFileSync(settings.portFile!, JSON.stringify({ pid: process.pid, port, host, family }), {
+        flag: 'wx',
+      })
+    } catch {
+      // Another process of the app wrote it first (EEXIST), or the folder is gone: not ours.
+    }
+  }
+  if (settings.portFile !== undefined && !isChild) {
+    diagnosticsChannel.subscribe(listenChannel, onListen)
+  }
+
+  // Every block, for the JSON file and the timeline.
+  const events: BlockEvent[] = []
+  let eventsDropped = 0
+  let blocksInWindow = 0
+  lens.on('block', (event) => {
+    blocksInWindow++
+    if (events.length < MAX_SESSION_EVENTS) events.push(event)
+    else eventsDropped++
+  })
+
+  // The timeline: delay p99/max and utilization per interval, from the lens's own delay monitor
+  // (no second histogram, no second timer at sampling frequency).
+  const timeline: TimelinePoint[] = []
+  const initial = lens.delayCounts()
+  let previous = {
+    cumulative: [...initial.cumulative],
+    count: initial.count,
+    maxSeconds: initial.maxSeconds,
+  }
+  let previousElu = performance.eventLoopUtilization()
+  function sample(): void {
+    const counts = lens.delayCounts()
+    const { p99Ms, maxMs } = windowDelay(previous, counts)
+    previous = {
+      cumulative: [...counts.cumulative],
+      count: counts.count,
+      maxSeconds: counts.maxSeconds,
+    }
+    const elu = performance.eventLoopUtilization()
+    const utilization = performance.eventLoopUtilization(elu, previousElu).utilization
+    previousElu = elu
+    timeline.push({
+      t: Date.now(),
+      delayP99Ms: round(p99Ms),
+      delayMaxMs: round(maxMs),
+      utilization: Number.isFinite(utilization) ? round(utilization, 4) : 0,
+      blocks: blocksInWindow,
+    })
+    blocksInWindow = 0
+    // Bounded: a day at one point a second is 86,400 points; drop every other old point past it.
+    if (timeline.length > 86_400) timeline.splice(0, timeline.length, ...thin(timeline))
+  }
+  const timer = setInterval(() => {
+    try {
+      sample()
+    } catch (error) {
+      warnings.once('LOOPLENS_TIMELINE_FAILED', 'the timeline could not be sampled', error)
+    }
+  }, settings.timelineIntervalMs)
+  timer.unref()
+
+  let finished = false
+  let receivedSignal: 'SIGINT' | 'SIGTERM' | undefined
+  function finish(reason: SessionMeta['reason'], exitCode: number | undefined): void {
+    if (finished) return
+    finished = true
+    clearInterval(timer)
+    try {
+      lens.flushStall()
+      sample()
+      const report = lens.report()
+      if (settings.reportStderr) process.stderr.write(`\n${lens.formatReport(report)}`)
+      if (reportFile !== undefined) {
+        const meta: SessionMeta = {
+          looplensVersion: looplensVersion(),
+          nodeVersion: process.version,
+          pid: process.pid,
+          script: relativeScript(cwd),
+          cwd,
+          startedAt: startedAt.toISOString(),
+          endedAt: new Date().toISOString(),
+          reason,
+          exitCode,
+          blockThresholdMs: lens.options.blockThresholdMs,
+          timelineIntervalMs: settings.timelineIntervalMs,
+          eventsDropped,
+        }
+        const session: SessionFile = {
+          format: 'looplens-session',
+          version: 1,
+          meta,
+          report,
+          timeline,
+          events,
+        }
+        writeFileSync(reportFile, JSON.stringify(session))
+      }
+    } catch (error) {
+      say(`the report could not be written (${(error as Error).message})`)
+    }
+    // The lens is not closed: the process is ending, and the watchdog disconnects its inspector
+    // session synchronously in its own 'exit' listener (an async close here would race it).
+    http.close()
+    metricsServer?.close()
+  }
+
+  process.once('exit', (code) => finish(receivedSignal ?? 'exit', code))
+
+  const underClinic = Object.keys(env).some((name) => name.startsWith('NODE_CLINIC_'))
+  if (!underClinic) {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (signal !== 'SIGINT' && signal !== 'SIGTERM') return
+      receivedSignal = signal
+      // The app has its own handler: it decides when to exit, and the report is written then.
+      if (process.listenerCount(signal) > 1) return
+      const exitCode = 128 + osConstants.signals[signal]
+      finish(signal, exitCode)
+      // Node's default action would end the process with the signal (status 128 + signal number
+      // in a shell). Exiting with that code instead lets the 'exit' listeners run: the watchdog
+      // must disconnect its inspector session, or Node prints "Waiting for the debugger…".
+      process.exit(exitCode)
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+  }
+
+  return { lens, settings, finish }
+}
+
+function round(value: number, digits = 2): number {
+  const scale = 10 ** digits
+  return Math.round(value * scale) / scale
+}
+
+/** Every other point, for a timeline that has grown past its bound. */
+function thin(points: TimelinePoint[]): TimelinePoint[] {
+  return points.filter((_, index) => index % 2 === 0 || index >= points.length - 3_600)
+}
