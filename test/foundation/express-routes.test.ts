@@ -115,6 +115,9 @@ describe.each(EXPRESS_VERSIONS)('lens.express() on $name', ({ express }) => {
     app.get('/fast', function fast(_req, res) {
       res.send('ok')
     })
+    app.get('/boom/:id', function boom() {
+      throw new Error('handler failed')
+    })
     app.get('/busy30', function busy30(_req, res) {
       busy(30)
       res.send('done')
@@ -165,6 +168,15 @@ describe.each(EXPRESS_VERSIONS)('lens.express() on $name', ({ express }) => {
     )
     expect(requestCount(samples, { method: 'GET', route: '', status: '404' })).toBe(1)
     expect(JSON.stringify(samples)).not.toContain('zq9')
+  })
+
+  it('labels a request whose handler threw with its route and status 500', async () => {
+    expect(await request(`${server.url}/boom/1`)).toBe(500)
+    const samples = await scrapeUntil(
+      `${server.url}/metrics`,
+      (now) => requestCount(now, { route: '/boom/:id' }) >= 1,
+    )
+    expect(requestCount(samples, { method: 'GET', route: '/boom/:id', status: '500' })).toBe(1)
   })
 
   it('labels an unknown method _OTHER', async () => {
