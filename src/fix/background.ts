@@ -254,7 +254,9 @@ export class BackgroundScheduler {
     this.#running++
     let outcome: TaskOutcome = 'success'
     try {
-      const result = runInContext(recorder, context, () => task.fn(...task.args))
+      // A plain call, not `task.fn(...)`: V8 would name the frame `Object.fn [as fn]`.
+      const { fn, args } = task
+      const result = runInContext(recorder, context, () => fn(...args))
       if (isThenable(result)) await result
     } catch (error) {
       outcome = 'error'

@@ -1,0 +1,118 @@
+/**
+ * lens.track(name, fn): a non-HTTP entry point gets a context and measurement of its own. The
+ * fake queue consumer blocks this very process on purpose: no HTTP client is involved.
+ */
+import { EventEmitter } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { type BlockEvent, createLooplens, type Looplens } from 'looplens'
+import { afterEach, describe, expect, it } from 'vitest'
+import { parseMetrics, select } from '../helpers/prometheus.js'
+
+let lens: Looplens | undefined
+afterEach(async () => {
+  await lens?.close()
+  lens = undefined
+})
+
+async function taskCount(task: string, outcome: string): Promise<number | undefined> {
+  const samples = parseMetrics(await lens!.registry.metrics())
+  return select(samples, 'looplens_task_duration_seconds_count', { task, outcome })[0]?.value
+}
+
+function waitForBlock(match: (event: BlockEvent) => boolean, timeoutMs = 5_000) {
+  return new Promise<BlockEvent>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no matching block event')), timeoutMs)
+    lens!.on('block', function onBlock(event) {
+      if (!match(event)) return
+      clearTimeout(timer)
+      lens!.off('block', onBlock)
+      resolve(event)
+    })
+  })
+}
+
+describe('lens.track(name, fn)', () => {
+  it('attributes a block inside a fake queue consumer to its task', async () => {
+    lens = createLooplens({ blockThresholdMs: 50 })
+    await sleep(200) // the watchdog worker is up
+    const queue = new EventEmitter()
+    const processed: string[] = []
+    queue.on(
+      'message',
+      lens.track('orders-consumer', function handleOrder(message: string) {
+        const end = performance.now() + 200
+        while (performance.now() < end) {
+          // Hold the loop on purpose.
+        }
+        processed.push(message)
+      }),
+    )
+    const block = waitForBlock((event) => event.context.task === 'orders-consumer')
+    setTimeout(() => queue.emit('message', 'order-1'), 20)
+    const event = await block
+    expect(processed).toEqual(['order-1'])
+    expect(event.context).toMatchObject({ method: '', route: '', task: 'orders-consumer' })
+    expect(event.durationMs).toBeGreaterThanOrEqual(150)
+    expect(event.culprit?.functionName).toMatch(/(^|\.)handleOrder( \[as .*\])?$/)
+    expect(await taskCount('orders-consumer', 'success')).toBe(1)
+  })
+
+  it('is transparent: same this, arguments, return value (the same promise) and errors', async () => {
+    lens = createLooplens({ captureStacks: false })
+    const receiver = {
+      factor: 3,
+      multiply: lens.track('multiply', function multiply(this: { factor: number }, n: number) {
+        return n * this.factor
+      }),
+    }
+    expect(receiver.multiply(2)).toBe(6)
+    expect(receiver.multiply.name).toBe('multiply')
+    expect(receiver.multiply.length).toBe(1)
+
+    const promise = Promise.resolve('done')
+    const same = lens.track('same', () => promise)
+    expect(same()).toBe(promise)
+
+    const boom = new Error('boom')
+    const throwing = lens.track('throwing', () => {
+      throw boom
+    })
+    expect(() => throwing()).toThrow(boom)
+
+    const rejecting = lens.track('rejecting', async () => {
+      await sleep(5)
+      throw boom
+    })
+    await expect(rejecting()).rejects.toBe(boom)
+
+    await sleep(10)
+    expect(await taskCount('multiply', 'success')).toBe(1)
+    expect(await taskCount('same', 'success')).toBe(1)
+    expect(await taskCount('throwing', 'error')).toBe(1)
+    expect(await taskCount('rejecting', 'error')).toBe(1)
+  })
+
+  it('measures an async task until its promise settles', async () => {
+    lens = createLooplens({ captureStacks: false })
+    const job = lens.track('nightly-job', async () => {
+      await sleep(120)
+    })
+    await job()
+    const samples = parseMetrics(await lens.registry.metrics())
+    const sum = select(samples, 'looplens_task_duration_seconds_sum', {
+      task: 'nightly-job',
+      outcome: 'success',
+    })[0]?.value
+    expect(sum).toBeGreaterThanOrEqual(0.1)
+  })
+
+  it('rejects a missing name or function, naming the argument', async () => {
+    lens = createLooplens({ captureStacks: false })
+    expect(() => lens!.track('', () => 1)).toThrow(
+      /lens.track\(name, fn\): name must be a non-empty string \(received ""\)/,
+    )
+    expect(() => lens!.track('x', 'nope' as never)).toThrow(
+      /lens.track\(name, fn\): fn must be a function \(received "nope"\)/,
+    )
+  })
+})
