@@ -51,7 +51,7 @@ const overview = {
   title: 'Overview',
   panels: [
     stat({
-      title: 'Event-loop delay p99',
+      title: 'Loop delay p99',
       description:
         'How late timers and I/O callbacks ran, worst instance (99th percentile over the rate interval). Every request waits at least this long when it lands at a bad moment. Green < 20 ms, red ≥ 100 ms.',
       targets: [query(`max(${delayP99ByInstance})`)],
@@ -61,7 +61,7 @@ const overview = {
       h: 4,
     }),
     stat({
-      title: 'Event-loop utilization',
+      title: 'Loop utilization',
       description:
         'Share of time the loop was busy running JavaScript rather than waiting for I/O, worst instance. Near 100% the process is CPU-bound: requests queue.',
       targets: [query(`max(${UTILIZATION}{${SEL}})`)],

@@ -143,3 +143,35 @@ it('ships no dashboard file without a generator', () => {
   const files = readdirSync(dashboardsDir).filter((file) => file.endsWith('.json'))
   expect(files.sort()).toEqual(Object.keys(dashboards).sort())
 })
+
+describe('documentation', () => {
+  const root = path.resolve(here, '../..')
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8')
+  const section = readme.slice(
+    readme.indexOf('## Dashboards'),
+    readme.indexOf('\n## ', readme.indexOf('## Dashboards') + 1),
+  )
+  const guide = readFileSync(path.join(root, 'docs/grafana.md'), 'utf8')
+  const titles = Object.values(dashboards).flatMap((build) =>
+    panelsOf(build()).map((panel) => panel.title),
+  )
+
+  it('has panel titles unique within each dashboard', () => {
+    for (const build of Object.values(dashboards)) {
+      const own = panelsOf(build()).map((panel) => panel.title)
+      expect(new Set(own).size).toBe(own.length)
+    }
+  })
+
+  it.each(titles)('README "Dashboards" and docs/grafana.md describe the panel "%s"', (title) => {
+    expect(section).toContain(title)
+    expect(guide).toContain(`**${title}**`)
+  })
+
+  it('names every alert rule in docs/grafana.md', () => {
+    const rules = readFileSync(path.join(root, 'grafana/alerts/looplens.rules.yml'), 'utf8')
+    const names = [...rules.matchAll(/- alert: (\w+)/g)].map((match) => match[1]!)
+    expect(names.length).toBeGreaterThan(5)
+    for (const name of names) expect(guide).toContain(`\`${name}\``)
+  })
+})
