@@ -18,8 +18,8 @@ import diagnosticsChannel from 'node:diagnostics_channel'
 import { writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { createRequire } from 'node:module'
-import { constants as osConstants } from 'node:os'
 import type { AddressInfo } from 'node:net'
+import { constants as osConstants } from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { createLooplens, type Looplens } from '../looplens.js'
@@ -45,6 +45,7 @@ export const ENV = {
   reportStderr: 'LOOPLENS_REPORT_STDERR',
   timelineIntervalMs: 'LOOPLENS_TIMELINE_INTERVAL_MS',
   portFile: 'LOOPLENS_PORT_FILE',
+  start: 'LOOPLENS_START',
   ownerPid: 'LOOPLENS_OWNER_PID',
 } as const
 
@@ -61,6 +62,8 @@ export interface PreloadSettings {
   reportStderr: boolean
   timelineIntervalMs: number
   portFile: string | undefined
+  /** `listen`: start watching when the first server listens; `now`: from the preload on. */
+  start: 'listen' | 'now'
 }
 
 /** A variable with a value the preload cannot use; the message names both. */
@@ -114,6 +117,10 @@ export function readPreloadSettings(env: Env): PreloadSettings {
   const timelineIntervalMs =
     integerVar(env, ENV.timelineIntervalMs, 100, 60_000) ?? DEFAULT_TIMELINE_INTERVAL_MS
   const portFile = env[ENV.portFile]?.trim() || undefined
+  const rawStart = env[ENV.start]?.trim() || 'listen'
+  if (rawStart !== 'listen' && rawStart !== 'now') {
+    throw new PreloadEnvError(ENV.start, env[ENV.start] ?? '', '"listen" or "now"')
+  }
   return {
     options,
     metricsPort,
@@ -122,6 +129,7 @@ export function readPreloadSettings(env: Env): PreloadSettings {
     reportStderr,
     timelineIntervalMs,
     portFile,
+    start: rawStart,
   }
 }
 
@@ -210,6 +218,29 @@ export function startPreload(env: Env = process.env): PreloadSession | undefined
     say(`${(error as Error).message}; the app runs without looplens`)
     return undefined
   }
+  if (settings.start === 'now') return begin(settings, env, say, undefined)
+  // Start at the first listen: module loading and startup work are not the app's steady state
+  // (they would show as one long block outside any request), and requests come only after it.
+  const onFirstListen = (message: unknown): void => {
+    const server = (message as { server?: Server }).server
+    const address = server?.address()
+    if (server === undefined || address === null || typeof address === 'string') return
+    diagnosticsChannel.unsubscribe(LISTEN_CHANNEL, onFirstListen)
+    begin(settings, env, say, server)
+  }
+  diagnosticsChannel.subscribe(LISTEN_CHANNEL, onFirstListen)
+  return undefined
+}
+
+/** Fires once a server is bound (`server.address()` works): every `listen()` of the process. */
+const LISTEN_CHANNEL = 'tracing:net.server.listen:asyncEnd'
+
+function begin(
+  settings: PreloadSettings,
+  env: Env,
+  say: (message: string) => void,
+  firstServer: Server | undefined,
+): PreloadSession | undefined {
   let lens: Looplens
   try {
     lens = createLooplens(settings.options)
@@ -223,7 +254,7 @@ export function startPreload(env: Env = process.env): PreloadSession | undefined
     return undefined
   }
   try {
-    return runSession(lens, settings, env, say)
+    return runSession(lens, settings, env, say, firstServer)
   } catch (error) {
     say(`could not start (${(error as Error).message}); the app runs without looplens`)
     void lens.close()
@@ -236,6 +267,7 @@ function runSession(
   settings: PreloadSettings,
   env: Env,
   say: (message: string) => void,
+  firstServer: Server | undefined,
 ): PreloadSession {
   const startedAt = new Date()
   const cwd = process.cwd()
@@ -277,14 +309,10 @@ function runSession(
   }
 
   // The first server the app opens: `looplens run` waits for its port in this file.
-  const listenChannel = 'tracing:net.server.listen:asyncEnd'
-  function onListen(message: unknown): void {
+  function writePortFile(server: Server): boolean {
+    const address = server.address()
+    if (address === null || typeof address === 'string') return false
     try {
-      const server = (message as { server?: Server }).server
-      if (server === undefined || server === metricsServer) return
-      const address = server.address()
-      if (address === null || typeof address === 'string') return
-      diagnosticsChannel.unsubscribe(listenChannel, onListen)
       const { port, address: host, family } = address as AddressInfo
       writeFileSync(settings.portFile!, JSON.stringify({ pid: process.pid, port, host, family }), {
         flag: 'wx',
@@ -292,9 +320,16 @@ function runSession(
     } catch {
       // Another process of the app wrote it first (EEXIST), or the folder is gone: not ours.
     }
+    return true
+  }
+  function onListen(message: unknown): void {
+    const server = (message as { server?: Server }).server
+    if (server === undefined || server === metricsServer) return
+    if (writePortFile(server)) diagnosticsChannel.unsubscribe(LISTEN_CHANNEL, onListen)
   }
   if (settings.portFile !== undefined && !isChild) {
-    diagnosticsChannel.subscribe(listenChannel, onListen)
+    if (firstServer !== undefined) writePortFile(firstServer)
+    else diagnosticsChannel.subscribe(LISTEN_CHANNEL, onListen)
   }
 
   // Every block, for the JSON file and the timeline.
