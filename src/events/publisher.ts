@@ -41,7 +41,11 @@ export class BlockPublisher {
       try {
         subscriber(event)
       } catch (error) {
-        this.#warnings.once('LOOPLENS_EXPORTER_FAILED', `an exporter failed on a block event`, error)
+        this.#warnings.once(
+          'LOOPLENS_EXPORTER_FAILED',
+          `an exporter failed on a block event`,
+          error,
+        )
       }
     }
     if (blockChannel.hasSubscribers) {

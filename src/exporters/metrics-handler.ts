@@ -12,7 +12,7 @@ const queues = new WeakMap<Registry, Promise<unknown>>()
 
 /** True when the client prefers OpenMetrics (Prometheus sends it first in its Accept header). */
 export function wantsOpenMetrics(accept: string | undefined): boolean {
-  return accept !== undefined && accept.includes('application/openmetrics-text')
+  return accept?.includes('application/openmetrics-text') === true
 }
 
 /** Render the registry in the asked format. */
@@ -20,9 +20,7 @@ export function scrape(
   registry: Registry,
   openMetrics: boolean,
 ): Promise<{ body: string; contentType: string }> {
-  const wanted = openMetrics
-    ? Registry.OPENMETRICS_CONTENT_TYPE
-    : Registry.PROMETHEUS_CONTENT_TYPE
+  const wanted = openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE
   const run = async () => {
     const previous = registry.contentType
     if (previous !== wanted) registry.setContentType(wanted as never)
