@@ -92,7 +92,8 @@ export class Looplens {
   /** Undefined while the watchdog captures stacks; else why it does not. */
   #stackMissingReason(): StackMissingReason | undefined {
     if (this.#watchdog === undefined) return 'disabled'
-    return this.#watchdog.state() === 'unavailable' ? 'unavailable' : undefined
+    // While the worker starts (a few ms, more on a busy machine) no probe can run yet.
+    return this.#watchdog.state() === 'active' ? undefined : 'unavailable'
   }
 
   #createRecorder(): RequestRecorder {

@@ -107,7 +107,8 @@ export interface BlockContext {
  * Why a {@link BlockEvent} has no stack:
  * - `disabled`: `captureStacks: false`;
  * - `rate-limited`: over `maxStacksPerMinute`;
- * - `unavailable`: no inspector, a debugger attached, or the watchdog worker died;
+ * - `unavailable`: no inspector, a debugger attached, the watchdog worker died, or it was still
+ *   starting (the first few milliseconds after `createLooplens()`);
  * - `missed`: the stall ended before the probe ran inside it (native code, or too short).
  */
 export type StackMissingReason = 'disabled' | 'rate-limited' | 'unavailable' | 'missed'

@@ -24,9 +24,13 @@ async function withFastTraffic<T>(fixture: Fixture, during: () => Promise<T>): P
       await sleep(5)
     }
   }
+  // The fast requests start once the slow one is in: they arrive while the loop is blocked and
+  // wait for it (the victims), rather than sharing its loop turn.
+  const result = during()
+  await sleep(30)
   const loops = [fastLoop(), fastLoop(), fastLoop()]
   try {
-    return await during()
+    return await result
   } finally {
     running = false
     await Promise.all(loops)
