@@ -8,6 +8,7 @@ import type { LensContext } from './context/context.js'
 import { BlockDetector } from './detector/detector.js'
 import { BlockPublisher } from './events/publisher.js'
 import { createMetricsHandler, type MetricsHandler } from './exporters/metrics-handler.js'
+import { OpenTelemetryExporter } from './exporters/otel.js'
 import { DELAY_BUCKETS, PrometheusExporter } from './exporters/prometheus.js'
 import type { GuardMiddleware } from './fix/guard.js'
 import { FixRuntime } from './fix/runtime.js'
@@ -16,6 +17,7 @@ import { createExpressMiddleware } from './middleware/express.js'
 import { type DelayCounts, DelayMonitor } from './monitor/delay-monitor.js'
 import { Heartbeat, heartbeatIntervalFor } from './monitor/heartbeat.js'
 import { type ResolvedOptions, resolveOptions } from './options.js'
+import { loadOpenTelemetryApi } from './otel/api.js'
 import { ReportAggregator } from './report/aggregator.js'
 import { formatReport } from './report/format.js'
 import type {
@@ -39,6 +41,8 @@ export class Looplens {
   readonly #warnings: Warnings
   readonly #publisher: BlockPublisher
   readonly #prometheus: PrometheusExporter
+  /** Undefined when `openTelemetry: false` or `@opentelemetry/api` is not installed. */
+  readonly #otel: OpenTelemetryExporter | undefined
   readonly #delay: DelayMonitor
   readonly #heartbeat: Heartbeat
   readonly #detector: BlockDetector
@@ -55,10 +59,34 @@ export class Looplens {
     this.#warnings = new Warnings(this.options.onWarning)
     this.#publisher = new BlockPublisher(this.#warnings)
     this.#delay = new DelayMonitor(this.options.delayResolutionMs, DELAY_BUCKETS)
-    this.#prometheus = new PrometheusExporter(registry, {
-      drainDelay: () => this.#delay.drain(),
-      utilization: () => this.#delay.utilizationSinceLastCall(),
-    })
+    // OpenTelemetry: decided once, here. Its block subscriber runs first: it sets the trace ids
+    // of a block outside any request (its own span's) before Prometheus reads them for exemplars.
+    const { openTelemetry } = this.options
+    const otelApi = openTelemetry === false ? undefined : loadOpenTelemetryApi()
+    if (otelApi === undefined && openTelemetry === true) {
+      this.#warnings.once(
+        'LOOPLENS_OTEL_API_MISSING',
+        'openTelemetry is true but @opentelemetry/api cannot be loaded: install it next to your OpenTelemetry SDK',
+      )
+    }
+    if (otelApi !== undefined) {
+      this.#otel = new OpenTelemetryExporter({
+        api: otelApi,
+        mode: openTelemetry === true ? true : 'auto',
+        drainDelay: () => this.#delay.drain(),
+        flushStall: () => this.#heartbeat.tick(),
+        warnings: this.#warnings,
+      })
+      this.#publisher.subscribeInternal(this.#otel.recordBlock)
+    }
+    this.#prometheus = new PrometheusExporter(
+      registry,
+      {
+        drainDelay: () => this.#delay.drain(),
+        utilization: () => this.#delay.utilizationSinceLastCall(),
+      },
+      otelApi !== undefined,
+    )
     this.#publisher.subscribeInternal(this.#prometheus.recordBlock)
     this.#publisher.subscribeInternal(this.#report.recordBlock)
     if (this.options.captureStacks) {
@@ -97,7 +125,8 @@ export class Looplens {
   }
 
   #createRecorder(): RequestRecorder {
-    const { requestDuration, activeRequests, syncDuration } = this.#prometheus
+    const { observeRequestDuration, activeRequests, syncDuration } = this.#prometheus
+    const otel = this.#otel
     const detector = this.#detector
     const report = this.#report
     const thresholdMs = this.options.blockThresholdMs
@@ -115,18 +144,20 @@ export class Looplens {
         const method = context.method
         const route = context.finalRoute ?? ''
         activeRequests.dec({ http_request_method: method })
-        requestDuration.observe(
+        observeRequestDuration(
           {
             http_request_method: method,
             http_route: route,
             http_response_status_code: statusCode === undefined ? '' : statusCode,
           },
           (performance.now() - context.startTime) / 1000,
+          context.span,
         )
         syncDuration.observe(
           { http_request_method: method, http_route: route },
           context.syncMs / 1000,
         )
+        otel?.requestEnded(context, method, route)
         report.recordRequest(method, route, context.syncMs)
         detector.contextEnded(context)
       },
@@ -319,6 +350,7 @@ export class Looplens {
     await this.#watchdog?.release()
     this.#delay.close()
     this.#prometheus.close()
+    this.#otel?.close()
   }
 }
 

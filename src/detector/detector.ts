@@ -12,6 +12,7 @@
 import { performance } from 'node:perf_hooks'
 import type { LensContext } from '../context/context.js'
 import type { Stall } from '../monitor/heartbeat.js'
+import { withTraceIds } from '../otel/capture.js'
 import { culpritOf, dropProbeFrames, parseStack } from '../stack/frames.js'
 import type { BlockContext, BlockEvent, StackFrame, StackMissingReason } from '../types.js'
 import type { Capture } from '../watchdog/probe.js'
@@ -32,7 +33,9 @@ export interface DetectorOptions {
 /** The BlockContext labels of a context, as known now. */
 export function blockContextOf(context: LensContext | undefined): BlockContext {
   if (context === undefined) return NO_CONTEXT
-  return { method: context.method, route: context.currentRoute() ?? '', task: context.task }
+  const labels = { method: context.method, route: context.currentRoute() ?? '', task: context.task }
+  // OpenTelemetry (issue 4): the trace and span id of the request's span, when it has one.
+  return context.span === undefined ? labels : withTraceIds(labels, context.span)
 }
 
 function keyOf(capture: Capture): unknown {

@@ -3,9 +3,10 @@
  *
  * Names and labels are the product's contract (DESIGN.md "Names"); dashboards depend on them.
  */
-import { Gauge, Histogram, type Registry } from 'prom-client'
+import { Gauge, Histogram, Registry } from 'prom-client'
 import type { DelayCounts } from '../monitor/delay-monitor.js'
-import type { BlockEvent } from '../types.js'
+import { type TraceIds, traceIdsOf } from '../otel/capture.js'
+import type { BlockContext, BlockEvent } from '../types.js'
 
 /** OpenTelemetry's advised buckets for http.server.request.duration (5 ms … 10 s). */
 export const HTTP_DURATION_BUCKETS = [
@@ -14,7 +15,9 @@ export const HTTP_DURATION_BUCKETS = [
 /** Block durations, 10 ms … 30 s. */
 export const BLOCK_DURATION_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 /** Event-loop delay, 1 ms … 10 s. */
-export const DELAY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+export const DELAY_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+]
 /** Synchronous time of a request, 0.1 ms … 1 s. */
 export const SYNC_DURATION_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -38,7 +41,11 @@ type Releasable = object
  */
 const sharedMetrics = new WeakMap<Registry, Map<string, { metric: Releasable; users: number }>>()
 
-export function acquire<T extends Releasable>(registry: Registry, name: string, create: () => T): T {
+export function acquire<T extends Releasable>(
+  registry: Registry,
+  name: string,
+  create: () => T,
+): T {
   let byName = sharedMetrics.get(registry)
   if (byName === undefined) {
     byName = new Map()
@@ -159,6 +166,82 @@ class UtilizationGauge extends LoopCollector<number> {
   }
 }
 
+type ExemplarLabels = { trace_id: string; span_id: string }
+type ExemplarHistogram = Histogram<string> & {
+  enableExemplars?: boolean
+  observeWithExemplar(data: {
+    labels: Record<string, string | number>
+    value: number
+    exemplarLabels: ExemplarLabels
+  }): void
+  observeWithoutExemplar(labels: Record<string, string | number>, value: number): void
+}
+
+/**
+ * Create a histogram that can carry `trace_id` exemplars. prom-client accepts exemplars only on
+ * a metric created while its registry's content type is OpenMetrics: switch it for the (synchronous)
+ * creation and back, so a concurrent scrape never sees the switch. Exemplars are printed only in
+ * OpenMetrics scrapes; the Prometheus text format of the same histogram is unchanged.
+ */
+function withExemplars<T extends string>(
+  registry: Registry,
+  create: (enableExemplars: boolean) => Histogram<T>,
+): Histogram<T> {
+  if (typeof registry.setContentType !== 'function') return create(false)
+  const previous = registry.contentType
+  registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE as never)
+  try {
+    const histogram = create(true) as unknown as ExemplarHistogram
+    // Keep the plain `observe(labels, value)` signature for every other caller: prom-client
+    // swaps `observe` for the object form when exemplars are on. (Do not use startTimer() on
+    // these: it calls the object form.)
+    histogram.observe = histogram.observeWithoutExemplar as Histogram<string>['observe']
+    return histogram as unknown as Histogram<T>
+  } finally {
+    registry.setContentType(previous as never)
+  }
+}
+
+/**
+ * The observe function of a histogram, picked once: with a `trace_id` exemplar when the
+ * histogram takes exemplars and `idsOf(source)` finds sampled ids, the plain observe otherwise.
+ */
+function exemplarObserver<T extends string, S>(
+  histogram: Histogram<T>,
+  idsOf: (source: S) => TraceIds | undefined,
+): (labels: Partial<Record<T, string | number>>, value: number, source: S) => void {
+  const typed = histogram as unknown as ExemplarHistogram
+  if (typed.enableExemplars !== true) {
+    return (labels, value) => histogram.observe(labels, value)
+  }
+  return (labels, value, source) => {
+    const ids = idsOf(source)
+    if (ids === undefined) {
+      typed.observeWithoutExemplar(labels as Record<string, string>, value)
+    } else {
+      typed.observeWithExemplar({
+        labels: labels as Record<string, string>,
+        value,
+        exemplarLabels: { trace_id: ids.traceId, span_id: ids.spanId },
+      })
+    }
+  }
+}
+
+/** The ids a block event carries (set from the request's span, or its own block span). */
+function blockIdsOf(context: BlockContext): TraceIds | undefined {
+  const { traceId, spanId } = context
+  return traceId === undefined || spanId === undefined ? undefined : { traceId, spanId }
+}
+
+function withOptionalExemplars<T extends string>(
+  registry: Registry,
+  exemplars: boolean,
+  create: (enableExemplars: boolean) => Histogram<T>,
+): Histogram<T> {
+  return exemplars ? withExemplars(registry, create) : create(false)
+}
+
 export interface PrometheusSources {
   drainDelay: () => DelayCounts
   utilization: () => number
@@ -173,24 +256,42 @@ export class PrometheusExporter {
   readonly activeRequests: Gauge<'http_request_method'>
   readonly syncDuration: Histogram<'http_request_method' | 'http_route'>
   readonly blockDuration: Histogram<'http_request_method' | 'http_route' | 'task'>
+  /**
+   * Observe a request's duration, with a `trace_id` exemplar of its span when exemplars are on
+   * (`openTelemetry` not false and the API installed) and the span is sampled.
+   */
+  readonly observeRequestDuration: (
+    labels: Partial<Record<RequestLabels, string | number>>,
+    seconds: number,
+    span: unknown,
+  ) => void
+  readonly #observeBlock: (
+    labels: Partial<Record<'http_request_method' | 'http_route' | 'task', string | number>>,
+    seconds: number,
+    context: BlockContext,
+  ) => void
   readonly #delay: DelayHistogram
   readonly #utilization: UtilizationGauge
   readonly #sources: PrometheusSources
   #closed = false
 
-  constructor(registry: Registry, sources: PrometheusSources) {
+  /** @param exemplars create the request and block histograms able to carry exemplars. */
+  constructor(registry: Registry, sources: PrometheusSources, exemplars = false) {
     this.registry = registry
-    this.requestDuration = acquire(
-      registry,
-      METRIC_NAMES.requestDuration,
-      () =>
-        new Histogram({
-          name: METRIC_NAMES.requestDuration,
-          help: 'Duration of HTTP server requests (http_response_status_code="" when the response did not complete: the client aborted).',
-          labelNames: ['http_request_method', 'http_route', 'http_response_status_code'],
-          buckets: HTTP_DURATION_BUCKETS,
-          registers: [registry],
-        }),
+    this.requestDuration = acquire(registry, METRIC_NAMES.requestDuration, () =>
+      withOptionalExemplars(
+        registry,
+        exemplars,
+        (enableExemplars) =>
+          new Histogram({
+            enableExemplars,
+            name: METRIC_NAMES.requestDuration,
+            help: 'Duration of HTTP server requests (http_response_status_code="" when the response did not complete: the client aborted).',
+            labelNames: ['http_request_method', 'http_route', 'http_response_status_code'],
+            buckets: HTTP_DURATION_BUCKETS,
+            registers: [registry],
+          }),
+      ),
     )
     this.activeRequests = acquire(
       registry,
@@ -215,20 +316,29 @@ export class PrometheusExporter {
           registers: [registry],
         }),
     )
-    this.blockDuration = acquire(
-      registry,
-      METRIC_NAMES.blockDuration,
-      () =>
-        new Histogram({
-          name: METRIC_NAMES.blockDuration,
-          help: 'Stalls of the event loop at least blockThresholdMs long, by the route or task that was running (all labels empty: outside any request, or saturation).',
-          labelNames: ['http_request_method', 'http_route', 'task'],
-          buckets: BLOCK_DURATION_BUCKETS,
-          registers: [registry],
-        }),
+    this.blockDuration = acquire(registry, METRIC_NAMES.blockDuration, () =>
+      withOptionalExemplars(
+        registry,
+        exemplars,
+        (enableExemplars) =>
+          new Histogram({
+            enableExemplars,
+            name: METRIC_NAMES.blockDuration,
+            help: 'Stalls of the event loop at least blockThresholdMs long, by the route or task that was running (all labels empty: outside any request, or saturation).',
+            labelNames: ['http_request_method', 'http_route', 'task'],
+            buckets: BLOCK_DURATION_BUCKETS,
+            registers: [registry],
+          }),
+      ),
     )
+    this.observeRequestDuration = exemplarObserver(this.requestDuration, traceIdsOf)
+    this.#observeBlock = exemplarObserver(this.blockDuration, blockIdsOf)
     this.#sources = sources
-    this.#delay = acquire(registry, METRIC_NAMES.delay, () => new DelayHistogram(registry, DELAY_BUCKETS))
+    this.#delay = acquire(
+      registry,
+      METRIC_NAMES.delay,
+      () => new DelayHistogram(registry, DELAY_BUCKETS),
+    )
     this.#delay.addSource?.(sources.drainDelay)
     this.#utilization = acquire(
       registry,
@@ -241,9 +351,10 @@ export class PrometheusExporter {
   /** Subscribe to the block pipeline. */
   readonly recordBlock = (event: BlockEvent): void => {
     const { method, route, task } = event.context
-    this.blockDuration.observe(
+    this.#observeBlock(
       { http_request_method: method, http_route: route, task },
       event.durationMs / 1000,
+      event.context,
     )
   }
 

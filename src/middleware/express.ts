@@ -12,6 +12,7 @@ import { contextStorage, LensContext } from '../context/context.js'
 import { normalizeMethod, routeOf } from '../context/route.js'
 import { kHttpRecorder } from '../instrument/marks.js'
 import type { RequestRecorder } from '../internal-types.js'
+import { captureSpan } from '../otel/capture.js'
 
 /** Compile `excludePaths` into one test, or `undefined` when nothing is excluded. */
 export function compileExclude(
@@ -65,12 +66,15 @@ export function createExpressMiddleware(
     }
     const start = performance.now()
     const context = new LensContext(normalizeMethod(req.method), '', req, start)
+    captureSpan(context)
     // enterWith, not run(): the request's body arrives in later callbacks of the same async
     // resource, and a block in a body parser must still be attributed to this request.
     contextStorage.enterWith(context)
     recorder.requestStarted(context)
     ;(res as Response & { looplensContext?: LensContext }).looplensContext = context
-    res.once('close', onResponseClose)
+    // Prepended: instrumentation-http ends the server span in its own 'close' listener, added
+    // before any middleware ran; ours must run first to put the request's times on that span.
+    res.prependOnceListener('close', onResponseClose)
     try {
       next()
     } finally {
