@@ -36,6 +36,8 @@ const ALL_CONFIGS = [
   'otel+looplens',
   'blocked-at',
 ]
+/** Diagnostic configurations (one piece of looplens's per-request work each); never by default. */
+const ABLATIONS = ['ablate-noop', 'ablate-als', 'ablate-close', 'ablate-prom']
 const OTEL_CONFIGS = new Set(['otel', 'otel+looplens'])
 
 /** Budgets from DESIGN.md and the issues: [config, baseline, max CPU ratio, min req/s ratio]. */
@@ -54,6 +56,8 @@ const { values: args } = parseArgs({
     configs: { type: 'string', default: ALL_CONFIGS.join(',') },
     loadgen: { type: 'string', default: 'auto' },
     'no-pin': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
+    'server-args': { type: 'string', default: '' },
     out: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -66,8 +70,13 @@ if (args.help) {
   --warmup S         warm-up seconds per run, not measured (default 2)
   --connections N    concurrent connections (default 50)
   --configs a,b,…    from: ${ALL_CONFIGS.join(', ')} ("all" = every one; bare is always added)
+                     diagnostic ablations (one piece of looplens's work each): ${ABLATIONS.join(', ')}
   --loadgen wrk|autocannon|auto   (default auto: wrk when installed)
   --no-pin           do not pin server and load generator to separate CPUs
+  --cpu-prof         write a V8 CPU profile of every measured window to bench/results/profiles/
+                     (sampling slows the servers: for finding costs, not for the table;
+                     read them with node bench/profile-summary.js FILE…)
+  --server-args=…   extra node/V8 flags for the servers (e.g. --server-args=--no-turbo-inlining)
   --out FILE         JSON results (default bench/results/overhead-<date>.json)`)
   process.exit(0)
 }
@@ -79,9 +88,9 @@ const connections = positiveInteger('connections', args.connections)
 let configs =
   args.configs === 'all' ? [...ALL_CONFIGS] : args.configs.split(',').map((c) => c.trim())
 for (const config of configs) {
-  if (!ALL_CONFIGS.includes(config)) {
+  if (!ALL_CONFIGS.includes(config) && !ABLATIONS.includes(config)) {
     fail(
-      `--configs: unknown configuration ${JSON.stringify(config)} (known: ${ALL_CONFIGS.join(', ')})`,
+      `--configs: unknown configuration ${JSON.stringify(config)} (known: ${[...ALL_CONFIGS, ...ABLATIONS].join(', ')})`,
     )
   }
 }
@@ -152,14 +161,19 @@ function cpuTimes() {
 const children = new Set()
 
 function startServer(config) {
-  const nodeArgs = []
+  const nodeArgs = args['server-args'].split(' ').filter((arg) => arg !== '')
   if (OTEL_CONFIGS.has(config)) nodeArgs.push('--import', './otel-setup.js')
   nodeArgs.push('server.js')
   const command = pin ? 'taskset' : process.execPath
   const commandArgs = pin ? ['-c', '0', process.execPath, ...nodeArgs] : nodeArgs
   const child = spawn(command, commandArgs, {
     cwd: benchDir,
-    env: { ...process.env, BENCH_CONFIG: config, NODE_ENV: 'production' },
+    env: {
+      ...process.env,
+      BENCH_CONFIG: config,
+      NODE_ENV: 'production',
+      ...(args['cpu-prof'] ? { BENCH_CPU_PROF: join(benchDir, 'results', 'profiles') } : {}),
+    },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
   children.add(child)
@@ -311,6 +325,7 @@ async function measure(config) {
       maxMs: result.maxMs,
       loadgenRequests: result.requests,
       serverRequests: stats.requests,
+      servedTotal: stats.servedTotal,
       errors: result.errors,
       cpuUs: serverCpuUs,
       cpuUsPerReq: serverCpuUs / stats.requests,
@@ -319,6 +334,7 @@ async function measure(config) {
       rssMB: stats.rssBytes / 2 ** 20,
       maxRssMB: stats.maxRssBytes / 2 ** 20,
       checks: stats.checks,
+      profileFile: stats.profileFile,
     }
   } finally {
     await stopServer(child)

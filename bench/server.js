@@ -15,6 +15,13 @@
  *   otel                NodeSDK + http + express instrumentation (run with --import ./otel-setup.js)
  *   otel+looplens       both of the above
  *   blocked-at          blocked-at with its default options
+ *
+ * Ablations (diagnostic, not in the default run): one piece of what looplens does per request,
+ * alone, to measure its cost without a profiler's sampling bias:
+ *   ablate-noop         one extra middleware that only calls next()
+ *   ablate-als          + AsyncLocalStorage#enterWith of a small object
+ *   ablate-close        + res.prependOnceListener('close', …) reading the route at the end
+ *   ablate-prom         + prom-client: active gauge inc/dec, two histogram observes (same labels)
  */
 import { createRequire } from 'node:module'
 
@@ -28,6 +35,10 @@ const KNOWN = [
   'otel',
   'otel+looplens',
   'blocked-at',
+  'ablate-noop',
+  'ablate-als',
+  'ablate-close',
+  'ablate-prom',
 ]
 if (!KNOWN.includes(config)) {
   throw new Error(`BENCH_CONFIG must be one of ${KNOWN.join(', ')} (received ${config})`)
@@ -102,6 +113,58 @@ if (wantsOtel) {
   }
 }
 
+if (config.startsWith('ablate-')) {
+  const { AsyncLocalStorage } = await import('node:async_hooks')
+  const storage = new AsyncLocalStorage()
+  let routes = 0
+  function onClose() {
+    const req = this.req
+    if (req.route !== undefined) routes += (req.baseUrl + req.route.path).length
+  }
+  let observe = () => {}
+  if (config === 'ablate-prom') {
+    const { Registry, Histogram, Gauge } = require('prom-client')
+    const registry = new Registry()
+    const labelNames = ['http_request_method', 'http_route', 'http_response_status_code']
+    const duration = new Histogram({
+      name: 'duration_seconds',
+      help: 'h',
+      labelNames,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+      registers: [registry],
+    })
+    const sync = new Histogram({
+      name: 'sync_seconds',
+      help: 'h',
+      labelNames: labelNames.slice(0, 2),
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    })
+    const active = new Gauge({
+      name: 'active',
+      help: 'g',
+      labelNames: ['http_request_method'],
+      registers: [registry],
+    })
+    observe = (method, route) => {
+      active.inc({ http_request_method: method })
+      active.dec({ http_request_method: method })
+      duration.observe(
+        { http_request_method: method, http_route: route, http_response_status_code: 200 },
+        0.001,
+      )
+      sync.observe({ http_request_method: method, http_route: route }, 0.0001)
+    }
+  }
+  app.use(function ablationMiddleware(req, res, next) {
+    if (config === 'ablate-als') storage.enterWith({ method: req.method, req })
+    if (config === 'ablate-close') res.prependOnceListener('close', onClose)
+    if (config === 'ablate-prom') observe(req.method, `/users/${':id'}`)
+    next()
+  })
+  check = async () => ({ routeChars: routes })
+}
+
 let served = 0
 app.get('/users/:id', function getUser(req, res) {
   served++
@@ -116,8 +179,43 @@ server.keepAliveTimeout = 60_000
 
 let window
 
+// BENCH_CPU_PROF=<dir>: a V8 CPU profile of the measured window only (not startup or warm-up),
+// written as <dir>/<config>-<pid>.cpuprofile with the window's request count in `$bench`.
+const profileDir = process.env.BENCH_CPU_PROF
+let profiler
+
+async function startProfiler() {
+  const { Session } = await import('node:inspector')
+  const session = new Session()
+  session.connect()
+  const post = (method, params) =>
+    new Promise((resolve, reject) =>
+      session.post(method, params, (error, result) => (error ? reject(error) : resolve(result))),
+    )
+  await post('Profiler.enable')
+  await post('Profiler.setSamplingInterval', {
+    interval: Number(process.env.BENCH_CPU_PROF_INTERVAL_US ?? 200),
+  })
+  await post('Profiler.start')
+  return { session, post }
+}
+
+async function stopProfiler(stats) {
+  const { session, post } = profiler
+  const { profile } = await post('Profiler.stop')
+  session.disconnect()
+  const { writeFileSync, mkdirSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  mkdirSync(profileDir, { recursive: true })
+  const file = join(profileDir, `${config.replace('+', '_')}-${process.pid}.cpuprofile`)
+  profile.$bench = stats
+  writeFileSync(file, JSON.stringify(profile))
+  return file
+}
+
 process.on('message', async (message) => {
   if (message?.cmd === 'start') {
+    if (profileDir !== undefined) profiler = await startProfiler()
     window = { cpu: process.cpuUsage(), served, wall: process.hrtime.bigint() }
     send({ type: 'started' })
   } else if (message?.cmd === 'stop') {
@@ -127,6 +225,10 @@ process.on('message', async (message) => {
     const memory = process.memoryUsage()
     const resources = process.resourceUsage()
     // Everything below runs after the window closed: it is not measured.
+    const profileFile =
+      profiler === undefined
+        ? undefined
+        : await stopProfiler({ config, requests, cpuUs: cpu.user + cpu.system, wallMs })
     let checks = {}
     try {
       checks = await check()
@@ -145,6 +247,7 @@ process.on('message', async (message) => {
       heapUsedBytes: memory.heapUsed,
       maxRssBytes: resources.maxRSS * 1024,
       checks,
+      profileFile,
     })
   } else if (message?.cmd === 'exit') {
     server.closeAllConnections?.()
