@@ -45,6 +45,21 @@ function quantile(q: number, metric: string, selector: string, by: string, windo
   return `histogram_quantile(${q}, sum by (${keep}) (rate(${metric}_bucket{${selector}}${window})))`
 }
 
+/**
+ * How much a counter grew over the dashboard's time range, counting a series born inside the
+ * range with its whole value. increase() never sees a counter's first sample, and a route's block
+ * series is born with its first block already in it: a route that blocked once, for 5 s, would
+ * show nothing. (The alert rules do the same; see grafana/alerts/looplens.rules.yml.)
+ */
+function rangeIncrease(metric: string, selector: string): string {
+  const series = `${metric}{${selector}}`
+  return `((${series} unless ${series} offset $__range) or increase(${series}${RANGE}))`
+}
+
+/** Blocked seconds over the range by blocker, and the same as a share of all blocked time. */
+const blockedByBlocker = `sum by (${BLOCKER}) (${rangeIncrease(`${BLOCK}_sum`, ROUTE)})`
+const blockedShare = `${blockedByBlocker} / scalar(sum(${rangeIncrease(`${BLOCK}_sum`, SEL)}))`
+
 const delayP99ByInstance = quantile(0.99, DELAY, SEL, 'instance')
 
 const overview = {
@@ -100,7 +115,7 @@ const overview = {
         'The route (or task) that held the loop the longest over the whole time range, and for how long in total. Fix this one first.',
       targets: [
         instantQuery(
-          `topk(1, sum by (${BLOCKER}) (increase(${BLOCK}_sum{${SEL}}${RANGE})))`,
+          `topk(1, sum by (${BLOCKER}) (${rangeIncrease(`${BLOCK}_sum`, SEL)}))`,
           BLOCKER_LEGEND,
           'time_series',
         ),
@@ -217,13 +232,7 @@ const blocking = {
       title: 'Share of total blocked time (range)',
       description:
         'Each route’s part of all the time the loop was blocked over the time range (of every route, whatever the route filter).',
-      targets: [
-        instantQuery(
-          `sum by (${BLOCKER}) (increase(${BLOCK}_sum{${ROUTE}}${RANGE})) / scalar(sum(increase(${BLOCK}_sum{${SEL}}${RANGE})))`,
-          BLOCKER_LEGEND,
-          'time_series',
-        ),
-      ],
+      targets: [instantQuery(blockedShare, BLOCKER_LEGEND, 'time_series')],
       unit: 'percentunit',
       w: 8,
       h: 9,
@@ -236,24 +245,24 @@ const blocking = {
       columns: [
         {
           header: 'Blocked',
-          expr: `sum by (${BLOCKER}) (increase(${BLOCK}_sum{${ROUTE}}${RANGE}))`,
+          expr: blockedByBlocker,
           unit: 's',
         },
         {
           header: 'Blocks',
-          expr: `sum by (${BLOCKER}) (increase(${BLOCK}_count{${ROUTE}}${RANGE}))`,
+          expr: `sum by (${BLOCKER}) (${rangeIncrease(`${BLOCK}_count`, ROUTE)})`,
           unit: 'short',
           decimals: 0,
         },
         {
           header: 'Block p99',
-          expr: quantile(0.99, BLOCK, ROUTE, BLOCKER, RANGE),
+          expr: `histogram_quantile(0.99, sum by (${BLOCKER}, le) (${rangeIncrease(`${BLOCK}_bucket`, ROUTE)}))`,
           unit: 's',
           steps: trafficLight(0.1, 1),
         },
         {
           header: 'Share',
-          expr: `sum by (${BLOCKER}) (increase(${BLOCK}_sum{${ROUTE}}${RANGE})) / scalar(sum(increase(${BLOCK}_sum{${SEL}}${RANGE})))`,
+          expr: blockedShare,
           unit: 'percentunit',
         },
       ],
@@ -376,7 +385,7 @@ const red = {
         },
         {
           header: 'Blocked (total)',
-          expr: `sum by (${ROUTE_KEY}) (increase(${BLOCK}_sum{${ROUTE}}${RANGE}))`,
+          expr: `sum by (${ROUTE_KEY}) (${rangeIncrease(`${BLOCK}_sum`, ROUTE)})`,
           unit: 's',
         },
       ],

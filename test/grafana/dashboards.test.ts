@@ -57,9 +57,8 @@ describe.each(Object.entries(dashboards))('dashboard %s', (file, build) => {
     await expect(toJson(dashboard)).toMatchFileSnapshot(path.join(dashboardsDir, file))
   })
 
-  it('parses back as JSON equal to the generator output', () => {
-    const committed = JSON.parse(readFileSync(path.join(dashboardsDir, file), 'utf8'))
-    expect(committed).toEqual(JSON.parse(JSON.stringify(dashboard)))
+  it('is plain JSON: it survives a round trip unchanged', () => {
+    expect(JSON.parse(toJson(dashboard))).toEqual(dashboard)
   })
 
   it('imports into Grafana: __inputs for the data source, variables datasource/job/instance/route', () => {
