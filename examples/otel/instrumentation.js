@@ -28,7 +28,12 @@ if (!configured) {
 process.env.OTEL_SERVICE_NAME ??= 'looplens-otel-example'
 
 const sdk = new NodeSDK({
-  instrumentations: [new HttpInstrumentation(), new ExpressInstrumentation()],
+  instrumentations: [
+    new HttpInstrumentation(),
+    // Every Express middleware gets a span of its own; looplens' would add one per request and
+    // say nothing (its blocks are spans of their own, under the server span).
+    new ExpressInstrumentation({ ignoreLayers: ['middleware - looplensMiddleware'] }),
+  ],
 })
 sdk.start()
 
