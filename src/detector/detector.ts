@@ -3,11 +3,14 @@
  * captures (taken inside the stall by the watchdog) and the middleware's synchronous timing say
  * who and where.
  *
- * Single callback or saturation? The worker probes several times during a stall (every quarter
- * threshold at first). One long callback is seen by every probe in the same request/task context
- * and the same async resource; a saturated loop iteration (many short callbacks back to back) is
- * seen in different ones. The last probe may land just after the stall ended (it was sent while
- * the loop was still stuck), so it alone cannot turn a callback into saturation.
+ * Who held the loop? The worker probes every quarter threshold during a stall. Consecutive probes
+ * that saw the same request/task context (or, outside any, the same async resource) form a run:
+ * - one run: one callback held the loop for the whole stall;
+ * - several runs of two probes or more: several long callbacks back to back in one loop turn
+ *   (queued requests of a blocking route) — one event each, split at the midpoints between runs;
+ * - runs of one probe each: saturation, many short callbacks, nobody to blame.
+ * The last probe may land just after the stall ended (it was sent while the loop was still
+ * stuck), so a lone last probe after a long run belongs to that run.
  */
 import { performance } from 'node:perf_hooks'
 import type { LensContext } from '../context/context.js'
@@ -20,6 +23,7 @@ import type { Capture } from '../watchdog/probe.js'
 const NO_CONTEXT: BlockContext = Object.freeze({ method: '', route: '', task: '' })
 
 export interface DetectorOptions {
+  blockThresholdMs: number
   /** Why events carry no stack when no probe could run (no watchdog, or it is down); undefined
    * when the watchdog is active. */
   stacksUnavailable: () => StackMissingReason | undefined
@@ -42,49 +46,28 @@ function keyOf(capture: Capture): unknown {
   return capture.context ?? capture.asyncId
 }
 
-interface Attribution {
+/** Who held the loop for one part of a stall (one part = the whole stall, usually). */
+export interface Segment {
   kind: BlockEvent['kind']
   context: LensContext | undefined
   frames: StackFrame[]
   culprit: StackFrame | undefined
   stackMissing: StackMissingReason | undefined
+  startPerf: number
+  endPerf: number
 }
 
-/** Decide who held the loop from the probes taken inside the stall. */
-export function attribute(captures: Capture[]): Attribution | undefined {
-  // A probe with no JavaScript under it ran after the stall, from the idle loop: not evidence.
-  const inside: { capture: Capture; frames: StackFrame[] | undefined }[] = []
-  for (const capture of captures) {
-    if (capture.stack === undefined) {
-      inside.push({ capture, frames: undefined })
-      continue
-    }
-    const frames = dropProbeFrames(parseStack(capture.stack))
-    if (frames.length > 0) inside.push({ capture, frames })
-  }
-  if (inside.length === 0) return undefined
+interface Seen {
+  capture: Capture
+  /** Parsed frames; undefined when the stack was rate-limited. */
+  frames: StackFrame[] | undefined
+}
 
-  const first = keyOf(inside[0]!.capture)
-  const disagreeing = inside.filter(({ capture }) => keyOf(capture) !== first).length
-  const lastDisagrees = keyOf(inside[inside.length - 1]!.capture) !== first
-  // A late last probe is forgiven only when at least two probes before it agree: two probes that
-  // saw two different callbacks are saturation, not one callback and a straggler.
-  const single = disagreeing === 0 || (disagreeing === 1 && lastDisagrees && inside.length - 1 >= 2)
-  if (!single) {
-    return {
-      kind: 'saturation',
-      context: undefined,
-      frames: [],
-      culprit: undefined,
-      stackMissing: undefined,
-    }
-  }
-
-  // The culprit most probes agree on; its first stack is the sample.
-  const agreeing = inside.filter(({ capture }) => keyOf(capture) === first)
+/** The culprit most probes of a run agree on; its first stack is the sample. */
+function culpritOfRun(run: Seen[]): Pick<Segment, 'frames' | 'culprit' | 'stackMissing'> {
   const votes = new Map<string, { count: number; frames: StackFrame[]; culprit: StackFrame }>()
   let best: { count: number; frames: StackFrame[]; culprit: StackFrame | undefined } | undefined
-  for (const { frames } of agreeing) {
+  for (const { frames } of run) {
     if (frames === undefined) continue
     const culprit = culpritOf(frames)
     if (culprit === undefined) {
@@ -97,13 +80,93 @@ export function attribute(captures: Capture[]): Attribution | undefined {
     votes.set(key, vote)
     if (best === undefined || best.culprit === undefined || vote.count > best.count) best = vote
   }
-  return {
-    kind: 'callback',
-    context: agreeing[0]!.capture.context,
-    frames: best?.frames ?? [],
-    culprit: best?.culprit,
-    stackMissing: best === undefined ? 'rate-limited' : undefined,
+  if (best === undefined) return { frames: [], culprit: undefined, stackMissing: 'rate-limited' }
+  return { frames: best.frames, culprit: best.culprit, stackMissing: undefined }
+}
+
+/**
+ * Decide who held the loop from the probes taken inside the stall: one segment per long
+ * callback, or one saturation segment; undefined when no probe ran inside it.
+ */
+export function attribute(
+  captures: Capture[],
+  stall: { startPerf: number; endPerf: number },
+  blockThresholdMs: number,
+): Segment[] | undefined {
+  // A probe with no JavaScript under it ran after the stall, from the idle loop: not evidence.
+  const inside: Seen[] = []
+  for (const capture of captures) {
+    if (capture.stack === undefined) {
+      inside.push({ capture, frames: undefined })
+      continue
+    }
+    const frames = dropProbeFrames(parseStack(capture.stack))
+    if (frames.length > 0) inside.push({ capture, frames })
   }
+  if (inside.length === 0) return undefined
+
+  const runs: Seen[][] = []
+  for (const seen of inside) {
+    const last = runs.at(-1)
+    if (last !== undefined && keyOf(last[0]!.capture) === keyOf(seen.capture)) last.push(seen)
+    else runs.push([seen])
+  }
+  // A lone last probe after a long run is a straggler of that run.
+  if (runs.length >= 2 && runs.at(-1)!.length === 1 && runs.at(-2)!.length >= 2) {
+    runs.pop()
+  }
+  const whole = { startPerf: stall.startPerf, endPerf: stall.endPerf }
+
+  if (runs.length === 1) {
+    const run = runs[0]!
+    const found = culpritOfRun(run)
+    // One probe and no application frame: too little to blame anyone (a process descheduled by a
+    // busy machine, or a GC pause, is probed wherever it resumes).
+    if (run.length === 1 && found.culprit === undefined && found.stackMissing === undefined) {
+      return [{ kind: 'unknown', context: undefined, ...found, ...whole }]
+    }
+    return [{ kind: 'callback', context: run[0]!.capture.context, ...found, ...whole }]
+  }
+
+  // Split the stall at the midpoints between runs.
+  const bounds = runs.map((run, index) => ({
+    run,
+    startPerf:
+      index === 0
+        ? stall.startPerf
+        : (runs[index - 1]!.at(-1)!.capture.time + run[0]!.capture.time) / 2,
+    endPerf:
+      index === runs.length - 1
+        ? stall.endPerf
+        : (run.at(-1)!.capture.time + runs[index + 1]![0]!.capture.time) / 2,
+  }))
+  const long = bounds.filter(
+    (bound) => bound.run.length >= 2 && bound.endPerf - bound.startPerf >= blockThresholdMs,
+  )
+  if (long.length === 0) {
+    return [
+      {
+        kind: 'saturation',
+        context: undefined,
+        frames: [],
+        culprit: undefined,
+        stackMissing: undefined,
+        ...whole,
+      },
+    ]
+  }
+  // Short runs between long ones are folded into the long run before them (or the first one).
+  const segments: Segment[] = long.map((bound) => ({
+    kind: 'callback',
+    context: bound.run[0]!.capture.context,
+    ...culpritOfRun(bound.run),
+    startPerf: bound.startPerf,
+    endPerf: bound.endPerf,
+  }))
+  segments[0]!.startPerf = stall.startPerf
+  for (let i = 0; i < segments.length - 1; i++) segments[i]!.endPerf = segments[i + 1]!.startPerf
+  segments.at(-1)!.endPerf = stall.endPerf
+  return segments
 }
 
 export class BlockDetector {
@@ -135,35 +198,62 @@ export class BlockDetector {
     const unavailable = this.#options.stacksUnavailable()
     const captures =
       unavailable === undefined ? this.#options.capturesBetween(stall.startPerf, stall.endPerf) : []
-    let found = attribute(captures)
+    let segments = attribute(captures, stall, this.#options.blockThresholdMs)
     const longSync = this.#fromLongSync(stall)
-    if (found === undefined && longSync !== undefined) {
-      // No probe ran inside (no watchdog, or native code that returned just before the end):
-      // the middleware saw this request hold the loop synchronously.
-      found = {
-        kind: 'callback',
-        context: longSync,
-        frames: [],
-        culprit: undefined,
-        stackMissing: unavailable ?? 'missed',
+    if (segments === undefined || (segments.length === 1 && segments[0]!.kind === 'unknown')) {
+      if (longSync !== undefined) {
+        // No probe ran inside (no watchdog, or native code that returned just before the end):
+        // the middleware saw this request hold the loop synchronously.
+        segments = [
+          {
+            kind: 'callback',
+            context: longSync,
+            frames: [],
+            culprit: undefined,
+            stackMissing: unavailable ?? 'missed',
+            startPerf: stall.startPerf,
+            endPerf: stall.endPerf,
+          },
+        ]
       }
     }
-    const event: BlockEvent = {
-      startTime: performance.timeOrigin + stall.startPerf,
-      durationMs: stall.durationMs,
-      kind: found?.kind ?? 'unknown',
-      context: NO_CONTEXT,
-      frames: found?.frames ?? [],
-      culprit: found?.culprit,
-      stackMissing:
-        found === undefined
-          ? (unavailable ?? 'missed')
-          : found.kind === 'saturation'
-            ? undefined
-            : found.stackMissing,
-      hang: this.#options.hangReported(stall),
+    const hang = this.#options.hangReported(stall)
+    if (segments === undefined) {
+      this.#publish(
+        {
+          startTime: performance.timeOrigin + stall.startPerf,
+          durationMs: stall.durationMs,
+          kind: 'unknown',
+          context: NO_CONTEXT,
+          frames: [],
+          culprit: undefined,
+          stackMissing: unavailable ?? 'missed',
+          hang,
+        },
+        undefined,
+      )
+      return
     }
-    this.#publish(event, found?.context)
+    let longest = segments[0]!
+    for (const segment of segments) {
+      if (segment.endPerf - segment.startPerf > longest.endPerf - longest.startPerf)
+        longest = segment
+    }
+    for (const segment of segments) {
+      this.#publish(
+        {
+          startTime: performance.timeOrigin + segment.startPerf,
+          durationMs: segment.endPerf - segment.startPerf,
+          kind: segment.kind,
+          context: NO_CONTEXT,
+          frames: segment.frames,
+          culprit: segment.culprit,
+          stackMissing: segment.kind === 'saturation' ? undefined : segment.stackMissing,
+          hang: hang && segment === longest,
+        },
+        segment.kind === 'callback' ? segment.context : undefined,
+      )
+    }
   }
 
   /**

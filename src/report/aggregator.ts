@@ -76,11 +76,40 @@ export class ReportAggregator {
     if (syncMs > row.syncMaxMs) row.syncMaxMs = syncMs
   }
 
-  /** Blocker rows, worst (largest total) first; copies, so callers may keep them. */
+  /**
+   * Blocker rows, worst (largest total) first; copies, so callers may keep them. Blocks without
+   * a stack (rate-limited, missed) join the row of the same route and task that has a culprit,
+   * so a route that blocks often is one row with its culprit, not two.
+   */
   blockers(): BlockerRow[] {
-    return [...this.#rows.values()]
-      .map((row) => ({ ...row, sampleFrames: [...row.sampleFrames] }))
-      .sort((a, b) => b.totalMs - a.totalMs)
+    const rows = [...this.#rows.values()].map((row) => ({
+      ...row,
+      sampleFrames: [...row.sampleFrames],
+    }))
+    const withCulprit = new Map<string, BlockerRow>()
+    for (const row of rows) {
+      if (row.culprit === undefined) continue
+      const key = `${row.method}\u0000${row.route}\u0000${row.task}`
+      const known = withCulprit.get(key)
+      if (known === undefined || row.totalMs > known.totalMs) withCulprit.set(key, row)
+    }
+    const merged: BlockerRow[] = []
+    for (const row of rows) {
+      const target =
+        row.culprit === undefined && (row.method !== '' || row.task !== '')
+          ? withCulprit.get(`${row.method}\u0000${row.route}\u0000${row.task}`)
+          : undefined
+      if (target === undefined) {
+        merged.push(row)
+        continue
+      }
+      target.count += row.count
+      target.totalMs += row.totalMs
+      target.maxMs = Math.max(target.maxMs, row.maxMs)
+      target.firstSeen = Math.min(target.firstSeen, row.firstSeen)
+      target.lastSeen = Math.max(target.lastSeen, row.lastSeen)
+    }
+    return merged.sort((a, b) => b.totalMs - a.totalMs)
   }
 
   routes(): RouteSyncRow[] {

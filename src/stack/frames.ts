@@ -22,6 +22,18 @@ function parseLocation(location: string): { file: string; line: number; column: 
   return { file: match[1]!, line: Number(match[2]), column: Number(match[3]) }
 }
 
+/**
+ * V8 prefixes a function with its receiver's type and suffixes an alias: `Object.handleOrder
+ * [as handle]`. The alias says nothing about the code, and `Object.` nothing about the type.
+ */
+function cleanName(name: string): string {
+  let clean = name
+  const alias = clean.indexOf(' [as ')
+  if (alias !== -1) clean = clean.slice(0, alias)
+  if (clean.startsWith('Object.') && clean.length > 7) clean = clean.slice(7)
+  return clean || '<anonymous>'
+}
+
 /** Parse V8's `Error.stack` text into frames, top first. Unknown lines are skipped. */
 export function parseStack(stack: string): StackFrame[] {
   const frames: StackFrame[] = []
@@ -29,7 +41,7 @@ export function parseStack(stack: string): StackFrame[] {
     if (!line.trimStart().startsWith('at ')) continue
     const named = FRAME_WITH_NAME.exec(line)
     if (named !== null) {
-      frames.push({ functionName: named[1] || '<anonymous>', ...parseLocation(named[2]!) })
+      frames.push({ functionName: cleanName(named[1] ?? ''), ...parseLocation(named[2]!) })
       continue
     }
     const bare = FRAME_BARE.exec(line)

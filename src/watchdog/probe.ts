@@ -37,8 +37,16 @@ let next = 0
 /** Stacks per minute: a token bucket spent once per stall (later probes of a stall are free). */
 const budget = { perMinute: 60, tokens: 60, refilledAt: performance.now(), stallId: Number.NaN }
 
-/** Probes so far in the current stall: stacks are taken at the 1st, 2nd, 4th, 8th… only. */
-const stall = { id: Number.NaN, probes: 0 }
+/**
+ * Probes so far in the current stall. Stacks are taken when a probe sees another context than
+ * the probe before it (each run of the detector gets its culprit) and at the 1st, 2nd, 4th, 8th…
+ * probe; the other probes only read the context, the cheap part.
+ */
+const stall: { id: number; probes: number; lastKey: unknown } = {
+  id: Number.NaN,
+  probes: 0,
+  lastKey: undefined,
+}
 
 /** The shared heartbeat; its last beat identifies the stall in progress. */
 let beat: Float64Array | undefined
@@ -83,16 +91,19 @@ function probe(hang: boolean): string | undefined {
   if (stallId !== stall.id) {
     stall.id = stallId
     stall.probes = 0
+    stall.lastKey = undefined
   }
   stall.probes++
-  // Classification needs every probe's context; the culprit needs only a few stacks, and a
-  // stack is the expensive part of a probe.
-  const wantStack = hang || (stall.probes & (stall.probes - 1)) === 0
+  const context = contextStorage.getStore()
+  const asyncId = executionAsyncId()
+  const key = context ?? asyncId
+  const wantStack = hang || key !== stall.lastKey || (stall.probes & (stall.probes - 1)) === 0
+  stall.lastKey = key
   const capture: Capture = {
     time: performance.now(),
     stallId,
-    context: contextStorage.getStore(),
-    asyncId: executionAsyncId(),
+    context,
+    asyncId,
     stack: wantStack && takeStackToken(stallId) ? captureStack() : undefined,
   }
   ring[next] = capture

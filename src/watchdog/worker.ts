@@ -28,8 +28,12 @@ import {
 const PROBE = "globalThis[Symbol.for('looplens.probe.v1')](false)"
 const HANG_PROBE = "globalThis[Symbol.for('looplens.probe.v1')](true)"
 
-/** After this many probes in one stall, probe less and less often (at most once a second). */
-const DENSE_PROBES = 8
+/**
+ * After this many probes in one stall, probe less and less often (down to 4 a second): the
+ * probes of a stall must fit the main thread's ring of captures, however long the stall.
+ */
+const DENSE_PROBES = 64
+const SPARSE_INTERVAL_MS = 250
 
 function post(message: WorkerMessage): void {
   parentPort?.postMessage(message)
@@ -155,7 +159,7 @@ async function start(): Promise<void> {
       age +
       (probesSent < DENSE_PROBES
         ? step
-        : Math.min(1000, step * 2 ** (probesSent - DENSE_PROBES + 1)))
+        : Math.min(SPARSE_INTERVAL_MS, step * 2 ** (probesSent - DENSE_PROBES + 1)))
   }
 
   let timer = setInterval(check, settings.pollMs)

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { LensContext } from '../../src/context/context.js'
-import { attribute } from '../../src/detector/detector.js'
+import { attribute as attributeAll } from '../../src/detector/detector.js'
 import { ReportAggregator } from '../../src/report/aggregator.js'
 import { adviceFor, formatReport } from '../../src/report/format.js'
 import { culpritOf, dropProbeFrames, parseStack } from '../../src/stack/frames.js'
@@ -33,7 +33,7 @@ describe('parseStack', () => {
       column: 5,
     })
     expect(frames[1]).toMatchObject({
-      functionName: 'Object.pbkdf2Sync',
+      functionName: 'pbkdf2Sync',
       file: 'node:internal/crypto/pbkdf2',
     })
     expect(frames.find((f) => f.functionName === 'new Job')).toMatchObject({ line: 3, column: 9 })
@@ -78,6 +78,11 @@ function capture(
   }
 }
 
+/** The first segment of a stall spanning the captures (0…100 ms, threshold 50 ms). */
+function attribute(captures: Capture[]) {
+  return attributeAll(captures, { startPerf: 0, endPerf: 100 }, 50)?.[0]
+}
+
 describe('attribute: single callback or saturation', () => {
   const a = new LensContext('GET', '', undefined, 0)
   const b = new LensContext('GET', '', undefined, 0)
@@ -109,6 +114,47 @@ describe('attribute: single callback or saturation', () => {
       attribute([capture(1, undefined, 5), capture(2, undefined, 6), capture(3, undefined, 8)])
         ?.kind,
     ).toBe('saturation')
+  })
+
+  it('splits back-to-back long callbacks of one loop turn into one block each', () => {
+    const c = new LensContext('GET', '', undefined, 0)
+    const captures = [
+      capture(10, a, 7, 'syncReport'),
+      capture(30, a, 7, 'syncReport'),
+      capture(45, a, 7, 'syncReport'),
+      capture(70, b, 9, 'hashSync'),
+      capture(82, b, 9, 'hashSync'),
+      capture(95, b, 9, 'hashSync'),
+      capture(200, c, 11, 'hashSync'),
+      capture(212, c, 11, 'hashSync'),
+    ]
+    const segments = attributeAll(captures, { startPerf: 0, endPerf: 220 }, 50)!
+    expect(segments.map((segment) => segment.kind)).toEqual(['callback', 'callback', 'callback'])
+    expect(segments.map((segment) => segment.context)).toEqual([a, b, c])
+    expect(segments.map((segment) => segment.culprit?.functionName)).toEqual([
+      'syncReport',
+      'hashSync',
+      'hashSync',
+    ])
+    // Split at the midpoints between runs, covering the whole stall.
+    expect(segments.map((segment) => [segment.startPerf, segment.endPerf])).toEqual([
+      [0, 57.5],
+      [57.5, 147.5],
+      [147.5, 220],
+    ])
+  })
+
+  it('does not blame anyone for a single probe with no application frame', () => {
+    const lone: Capture = {
+      time: 1,
+      stallId: 1,
+      context: a,
+      asyncId: 7,
+      stack: 'Error\n    at <anonymous>:1:41\n    at emit (node:events:519:28)',
+    }
+    const found = attribute([lone])
+    expect(found?.kind).toBe('unknown')
+    expect(found?.context).toBeUndefined()
   })
 
   it('ignores probes that ran with no JavaScript under them, and says when stacks were rate-limited', () => {
