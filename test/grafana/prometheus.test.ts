@@ -244,6 +244,32 @@ describe('what the panels show matches what happened', () => {
   })
 })
 
+describe('exemplars', () => {
+  it('the "Block durations" heatmap finds the trace ids the app attached to its blocks', async () => {
+    // Does this build of looplens attach exemplars (it does when tracing is on)? Ask the app.
+    const exposition = await fetch(`${fixture!.url}/metrics`, {
+      headers: { accept: 'application/openmetrics-text; version=1.0.0' },
+    }).then((response) => response.text())
+    const emitted = /^looplens_eventloop_block_duration_seconds_bucket\{.*# \{trace_id="/m.test(
+      exposition,
+    )
+    const heatmap = panelQueries.find((query) => query.panel.title === 'Block durations')!
+    const params = new URLSearchParams({
+      query: substitute(heatmap.expr, substitutions('All')),
+      start: String(evaluationTime - rangeSeconds),
+      end: String(evaluationTime),
+    })
+    const series = await api<Array<{ exemplars: Array<{ labels: Record<string, string> }> }>>(
+      prometheus!.url,
+      `/api/v1/query_exemplars?${params}`,
+    )
+    if (!emitted) return
+    const exemplars = series.flatMap((entry) => entry.exemplars)
+    expect(exemplars.length, context()).toBeGreaterThan(0)
+    expect(exemplars[0]?.labels.trace_id).toMatch(/^[0-9a-f]{32}$/)
+  })
+})
+
 describe('alert rules on the real series', () => {
   it('load and evaluate without error', async () => {
     const { groups } = await api<{
