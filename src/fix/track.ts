@@ -13,6 +13,7 @@ import { LensContext } from '../context/context.js'
 import type { FixMetrics } from '../exporters/fix-metrics.js'
 import type { RequestRecorder } from '../internal-types.js'
 import { describe } from '../options.js'
+import { captureSpan } from '../otel/capture.js'
 import { runInContext } from './task-context.js'
 
 export interface TrackRuntime {
@@ -52,6 +53,9 @@ export function createTracked<F extends (...args: never[]) => unknown>(
     const start = performance.now()
     const context = new LensContext('', name, undefined, start)
     context.finalRoute = ''
+    // The span active where the tracked function was called (a consumer's span): block spans of
+    // this task go under it.
+    captureSpan(context)
     let result: unknown
     try {
       result = runInContext(recorder, context, () => call.apply(this, args))

@@ -94,7 +94,10 @@ function probe(hang: boolean): string | undefined {
     stall.lastKey = undefined
   }
   stall.probes++
-  const context = contextStorage.getStore()
+  // On a keep-alive connection the next request's first callbacks still carry the previous,
+  // ended request's context (until the middleware replaces it): that request is not running.
+  const store = contextStorage.getStore()
+  const context = store?.ended === true ? undefined : store
   const asyncId = executionAsyncId()
   const key = context ?? asyncId
   const wantStack = hang || key !== stall.lastKey || (stall.probes & (stall.probes - 1)) === 0
