@@ -281,7 +281,8 @@ export function heatmap(options: CommonOptions & { exemplars: boolean }): PanelS
       filterValues: { le: 1e-9 },
       legend: { show: true },
       rowsFrame: { layout: 'auto' },
-      tooltip: { mode: 'single', yHistogram: true, showColorScale: false },
+      // `show` for Grafana 10, `mode` from 11 on.
+      tooltip: { show: true, mode: 'single', yHistogram: true, showColorScale: false },
       yAxis: { axisPlacement: 'left', reverse: false, unit: options.unit },
       showValue: 'never',
     },
