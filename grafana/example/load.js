@@ -7,6 +7,7 @@
  * As a script (the `load` service of docker-compose.yml):
  *   node grafana/example/load.js http://app:3000        # DURATION_S (default 3600) bounds it
  */
+import { pathToFileURL } from 'node:url'
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -74,7 +75,7 @@ export async function driveLoad(baseUrl, options) {
   return { requests, errors, byStatus }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const baseUrl = process.argv[2] ?? 'http://127.0.0.1:3000'
   const durationMs = Number(process.env.DURATION_S ?? 3600) * 1000
   // The app may still be starting: wait for it (bounded) before loading it.
