@@ -61,7 +61,7 @@ async function scrapeUntil(
   }
 }
 
-describe.each(EXPRESS_VERSIONS)('lens.express() on $name', ({ express }) => {
+describe.each(EXPRESS_VERSIONS)('lens.express() on $name', ({ express, wildcard }) => {
   let lens: Looplens
   let server: Listening
   const held: (() => void)[] = []
@@ -109,6 +109,9 @@ describe.each(EXPRESS_VERSIONS)('lens.express() on $name', ({ express }) => {
       .put(function putBook(_req, res) {
         res.send('put')
       })
+    app.get(wildcard, function anyFile(_req, res) {
+      res.send('file')
+    })
     app.all('/anything', function anyMethod(_req, res) {
       res.send('any')
     })
@@ -158,6 +161,16 @@ describe.each(EXPRESS_VERSIONS)('lens.express() on $name', ({ express }) => {
     expect(
       select(samples, `${SYNC}_count`, { http_request_method: method, http_route: route }),
     ).toHaveLength(1)
+  })
+
+  it('labels a wildcard route with its template, not the path it matched', async () => {
+    expect(await request(`${server.url}/files/a/b/secret-zq7.txt`)).toBe(200)
+    const samples = await scrapeUntil(
+      `${server.url}/metrics`,
+      (now) => requestCount(now, { route: wildcard }) >= 1,
+    )
+    expect(requestCount(samples, { method: 'GET', route: wildcard, status: '200' })).toBe(1)
+    expect(JSON.stringify(samples)).not.toContain('zq7')
   })
 
   it('labels a request that matched no route http_route="" (never the raw URL)', async () => {
