@@ -200,22 +200,25 @@ export class BlockDetector {
       unavailable === undefined ? this.#options.capturesBetween(stall.startPerf, stall.endPerf) : []
     let segments = attribute(captures, stall, this.#options.blockThresholdMs)
     const longSync = this.#fromLongSync(stall)
-    if (segments === undefined || (segments.length === 1 && segments[0]!.kind === 'unknown')) {
-      if (longSync !== undefined) {
-        // No probe ran inside (no watchdog, or native code that returned just before the end):
-        // the middleware saw this request hold the loop synchronously.
-        segments = [
-          {
-            kind: 'callback',
-            context: longSync,
-            frames: [],
-            culprit: undefined,
-            stackMissing: unavailable ?? 'missed',
-            startPerf: stall.startPerf,
-            endPerf: stall.endPerf,
-          },
-        ]
-      }
+    const undecided =
+      segments === undefined || (segments.length === 1 && segments[0]!.kind !== 'callback')
+    if (longSync !== undefined && undecided) {
+      // The middleware timed this request's synchronous chain over most of the stall: that is
+      // exact, where probes are samples (too few of them on a starved machine, or none in native
+      // code that returned just before the end). Its own probes, if any, give the culprit.
+      const own = captures.filter((capture) => capture.context === longSync)
+      const found = attribute(own, stall, this.#options.blockThresholdMs)?.[0]
+      segments = [
+        {
+          kind: 'callback',
+          context: longSync,
+          frames: found?.frames ?? [],
+          culprit: found?.culprit,
+          stackMissing: found === undefined ? (unavailable ?? 'missed') : found.stackMissing,
+          startPerf: stall.startPerf,
+          endPerf: stall.endPerf,
+        },
+      ]
     }
     const hang = this.#options.hangReported(stall)
     if (segments === undefined) {
