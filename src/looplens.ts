@@ -99,6 +99,7 @@ export class Looplens {
     }
     const heartbeatInterval = heartbeatIntervalFor(blockThresholdMs)
     this.#detector = new BlockDetector({
+      blockThresholdMs,
       stacksUnavailable: () => this.#stackMissingReason(),
       capturesBetween,
       // The worker marks a hang with the beat before the stall; any heartbeat of the process
