@@ -77,7 +77,11 @@ function describeExit(exit: Exit): string {
   return exit.signal !== null ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+/** A timer for races: unref'd, so a race already won never keeps the command alive. */
+const sleep = (ms: number) =>
+  new Promise<void>((resolve) => {
+    setTimeout(resolve, ms).unref()
+  })
 
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {

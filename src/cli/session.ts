@@ -34,7 +34,11 @@ import { driveLoad, formatLoad } from './load.js'
 /** How long clinic may take to analyse after the app stopped. */
 const CLINIC_ANALYSIS_TIMEOUT_MS = 180_000
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+/** A timer for races: unref'd, so a race already won never keeps the command alive. */
+const sleep = (ms: number) =>
+  new Promise<void>((resolve) => {
+    setTimeout(resolve, ms).unref()
+  })
 
 function timestamp(): string {
   return new Date().toISOString().replace(/[:.]/g, '-').replace('T', '_').slice(0, 19)
