@@ -28,6 +28,15 @@ const FAMILIES = [
 
 beforeAll(() => ensurePromtool(), 600_000)
 
+/** Poll `condition` every 20 ms until it holds; throws after `timeoutMs`. */
+async function until(condition: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  while (!(await condition())) {
+    if (performance.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
 describe('promtool check metrics on a server using its own registry', () => {
   let fixture: Fixture
 
@@ -36,11 +45,22 @@ describe('promtool check metrics on a server using its own registry', () => {
     for (const path of ['/fast', '/fast?x=1', '/nope', '/busy/5', '/busy/80']) {
       await fetch(`${fixture.url}${path}`)
     }
-    // A client abort: http_response_status_code="".
-    await new Promise<void>((resolve) => {
-      const req = http.get(`${fixture.url}/slow/1000`, { agent: false })
-      req.on('error', () => resolve())
-      setTimeout(() => req.destroy(), 100)
+    // A client abort: http_response_status_code="". Destroy the request once the server has
+    // it in flight, then wait until the server has counted it (bounded).
+    const req = http.get(`${fixture.url}/slow/2000`, { agent: false })
+    req.on('error', () => {})
+    await until(async () => {
+      const { samples } = await scrapeUrl(`${fixture.url}/metrics`)
+      return select(samples, 'http_server_active_requests').some((sample) => sample.value >= 1)
+    })
+    req.destroy()
+    await until(async () => {
+      const { samples } = await scrapeUrl(`${fixture.url}/metrics`)
+      return (
+        select(samples, 'http_server_request_duration_seconds_count', {
+          http_response_status_code: '',
+        }).length === 1
+      )
     })
     await fixture.waitForEvents(1)
   })
