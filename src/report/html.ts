@@ -272,7 +272,7 @@ function syncChart(routes: RouteSyncRow[]): string {
   const rows = routes.slice(0, 15)
   const barHeight = 24
   const labelWidth = 230
-  const valueWidth = 250
+  const valueWidth = 330
   const width = WIDTH - labelWidth - valueWidth
   const peak = Math.max(...rows.map((row) => row.syncTotalMs), 0.001)
   const parts = rows.map((row, index) => {
