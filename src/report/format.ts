@@ -1,7 +1,7 @@
 /**
  * The report as a text table a person reads in a terminal.
  */
-import { formatFrame, shortLocation } from '../stack/frames.js'
+import { formatFrame, isLibraryFrame, shortLocation } from '../stack/frames.js'
 import type { BlockerRow, LooplensReport, StackFrame } from '../types.js'
 
 /** `5.0 s`, `120 ms`, `0.4 ms`. */
@@ -24,7 +24,14 @@ function who(row: { method: string; route: string; task: string }): string {
 
 /** What to do about it, from the frames the probe saw. */
 export function adviceFor(frames: readonly StackFrame[]): string {
-  const names = frames.map((frame) => frame.functionName).join(' ')
+  // Only what runs on top of your code says what kind of work it is (pbkdf2Sync, readFileSync,
+  // Atomics.wait, JSON.parse…): your own function names (`processJobSync`) say nothing.
+  const top: StackFrame[] = []
+  for (const frame of frames) {
+    if (!isLibraryFrame(frame)) break
+    top.push(frame)
+  }
+  const names = top.map((frame) => frame.functionName).join(' ')
   if (
     /\b(pbkdf2Sync|scryptSync|randomFillSync|generateKeyPairSync|hashSync|compareSync)\b/.test(
       names,

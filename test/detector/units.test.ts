@@ -243,5 +243,9 @@ describe('report', () => {
     expect(adviceFor([frame('JSON.parse')])).toMatch(/JSON/)
     expect(adviceFor([frame('RegExp.test')])).toMatch(/regular expression/)
     expect(adviceFor([frame('spin')])).toMatch(/background task/)
+    // A function of the application named …Sync is not a Node *Sync API.
+    const own = { functionName: 'processJobSync', file: '/srv/app/src/jobs.js', line: 3, column: 1 }
+    expect(adviceFor([own])).toMatch(/background task/)
+    expect(adviceFor([frame('readFileSync'), own])).toMatch(/promise-based/)
   })
 })
