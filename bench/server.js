@@ -22,6 +22,7 @@
  *   ablate-als          + AsyncLocalStorage#enterWith of a small object
  *   ablate-close        + res.prependOnceListener('close', …) reading the route at the end
  *   ablate-prom         + prom-client: active gauge inc/dec, two histogram observes (same labels)
+ *   ablate-all          all four pieces together (how much of looplens's cost they explain)
  */
 import { createRequire } from 'node:module'
 
@@ -39,6 +40,7 @@ const KNOWN = [
   'ablate-als',
   'ablate-close',
   'ablate-prom',
+  'ablate-all',
 ]
 if (!KNOWN.includes(config)) {
   throw new Error(`BENCH_CONFIG must be one of ${KNOWN.join(', ')} (received ${config})`)
@@ -122,7 +124,8 @@ if (config.startsWith('ablate-')) {
     if (req.route !== undefined) routes += (req.baseUrl + req.route.path).length
   }
   let observe = () => {}
-  if (config === 'ablate-prom') {
+  const all = config === 'ablate-all'
+  if (config === 'ablate-prom' || all) {
     const { Registry, Histogram, Gauge } = require('prom-client')
     const registry = new Registry()
     const labelNames = ['http_request_method', 'http_route', 'http_response_status_code']
@@ -157,9 +160,9 @@ if (config.startsWith('ablate-')) {
     }
   }
   app.use(function ablationMiddleware(req, res, next) {
-    if (config === 'ablate-als') storage.enterWith({ method: req.method, req })
-    if (config === 'ablate-close') res.prependOnceListener('close', onClose)
-    if (config === 'ablate-prom') observe(req.method, `/users/${':id'}`)
+    if (config === 'ablate-als' || all) storage.enterWith({ method: req.method, req })
+    if (config === 'ablate-close' || all) res.prependOnceListener('close', onClose)
+    if (config === 'ablate-prom' || all) observe(req.method, `/users/${':id'}`)
     next()
   })
   check = async () => ({ routeChars: routes })
