@@ -75,7 +75,6 @@ class Watchdog {
         resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 },
         name: 'looplens-watchdog',
       })
-      worker.unref()
       worker.on('message', (message: WorkerMessage) => this.#onMessage(message))
       worker.on('error', (error) => this.#fail('LOOPLENS_WATCHDOG_FAILED', error.message))
       worker.on('exit', (code) => {
@@ -83,6 +82,9 @@ class Watchdog {
           this.#fail('LOOPLENS_WATCHDOG_EXITED', `the watchdog worker exited (code ${code})`)
         }
       })
+      // After the listeners: adding a 'message' listener refs the worker's port again, and a
+      // ref'd port keeps the process alive.
+      worker.unref()
       this.#worker = worker
       process.on('exit', this.#stopAtExit)
     } catch (error) {
