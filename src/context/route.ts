@@ -7,6 +7,93 @@
 export interface RoutableRequest {
   baseUrl?: string
   route?: { path?: unknown } | undefined
+  app?: unknown
+}
+
+/** What we read of an Express router layer (Express 4's and the `router` package's). */
+interface Layer {
+  route?: unknown
+  handle?: { stack?: Layer[] }
+  /** Express 5 (`router` 2): the path the layer was created with. */
+  rawPath?: unknown
+  keys?: { name: string | number }[]
+  params?: Record<string, string>
+  path?: string
+  match?: (path: string) => boolean
+}
+
+/**
+ * `req.baseUrl` is the *matched* mount path: `/orgs/acme` for `app.use('/orgs/:orgId', router)`.
+ * As a label that is a raw URL value (unbounded, and maybe private), so we rebuild the mount
+ * template by walking the app's router stack — once per distinct baseUrl, then from a bounded
+ * cache. Static mounts (`/api/v1`, the common case) are their own template.
+ */
+const baseTemplates = new Map<string, string>()
+const BASE_TEMPLATE_CACHE = 1_000
+
+function stackOf(app: unknown): Layer[] | undefined {
+  const candidate = app as { router?: { stack?: Layer[] }; _router?: { stack?: Layer[] } }
+  // Express 5 has `app.router`; Express 4 has `app._router` (and throws on `app.router`).
+  try {
+    return candidate?._router?.stack ?? candidate?.router?.stack
+  } catch {
+    return undefined
+  }
+}
+
+/** The template of the part of `path` a mount layer matched (`layer.match` just ran). */
+function layerTemplate(layer: Layer): string {
+  const raw = layer.rawPath
+  if (raw !== undefined) return pathToString(raw)
+  // Express 4 keeps no path: put the parameter names back in place of their values.
+  let template = layer.path ?? ''
+  let from = 0
+  for (const key of layer.keys ?? []) {
+    const value = layer.params?.[key.name]
+    if (value === undefined) continue
+    const at = template.indexOf(`/${value}`, from)
+    if (at === -1) continue
+    const replacement = `/:${key.name}`
+    template = template.slice(0, at) + replacement + template.slice(at + value.length + 1)
+    from = at + replacement.length
+  }
+  return template
+}
+
+/** Explain `path` (a baseUrl, or what is left of it) by the mount layers of `stack`. */
+function explain(stack: Layer[], path: string, depth: number): string | undefined {
+  if (path === '') return ''
+  if (depth > 16) return undefined
+  for (const layer of stack) {
+    const inner = layer.handle?.stack
+    if (layer.route !== undefined || !Array.isArray(inner) || typeof layer.match !== 'function') {
+      continue
+    }
+    let matched: boolean
+    try {
+      // Express sets layer.path/params here, as it does while routing; both are per-match
+      // scratch values that the router reads synchronously right after its own match.
+      matched = layer.match(path)
+    } catch {
+      continue
+    }
+    const actual = layer.path
+    if (!matched || typeof actual !== 'string' || !path.startsWith(actual)) continue
+    const rest = explain(inner, path.slice(actual.length), depth + 1)
+    if (rest !== undefined) return layerTemplate(layer) + rest
+  }
+  return undefined
+}
+
+function baseTemplateOf(req: RoutableRequest, base: string): string {
+  const known = baseTemplates.get(base)
+  if (known !== undefined) return known
+  const stack = stackOf(req.app)
+  // Mounted sub-apps hide their router in a closure: keep what Express gave us then.
+  const template = (stack === undefined ? undefined : explain(stack, base, 0)) ?? base
+  if (baseTemplates.size >= BASE_TEMPLATE_CACHE) baseTemplates.clear()
+  baseTemplates.set(base, template)
+  return template
 }
 
 /** Render one path of `app.get(path)`: a string, a RegExp, or an array of them. */
@@ -26,7 +113,8 @@ export function routeOf(req: RoutableRequest): string | undefined {
   const route = req.route
   if (route === undefined || route === null) return undefined
   const path = pathToString(route.path)
-  const base = typeof req.baseUrl === 'string' ? req.baseUrl : ''
+  const base =
+    typeof req.baseUrl === 'string' && req.baseUrl !== '' ? baseTemplateOf(req, req.baseUrl) : ''
   if (base === '') return path
   // `app.use('/api', router)` + `router.get('/', …)` is `/api`, not `/api/`.
   if (path === '/' || path === '') return base
