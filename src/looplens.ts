@@ -16,6 +16,7 @@ import type { RequestRecorder } from './internal-types.js'
 import { createExpressMiddleware } from './middleware/express.js'
 import { type DelayCounts, DelayMonitor } from './monitor/delay-monitor.js'
 import { Heartbeat, heartbeatIntervalFor } from './monitor/heartbeat.js'
+import { UtilizationWindow } from './monitor/utilization.js'
 import { type ResolvedOptions, resolveOptions } from './options.js'
 import { loadOpenTelemetryApi } from './otel/api.js'
 import { ReportAggregator } from './report/aggregator.js'
@@ -48,6 +49,9 @@ export class Looplens {
   readonly #detector: BlockDetector
   readonly #recorder: RequestRecorder
   readonly #report = new ReportAggregator()
+  /** Separate windows: a scrape must not shorten snapshot()'s window, nor the reverse. */
+  readonly #scrapeUtilization = new UtilizationWindow()
+  readonly #snapshotUtilization = new UtilizationWindow()
   readonly #watchdog: WatchdogHandle | undefined
   #closing: Promise<void> | undefined
   /** Background tasks, track() and guards: created on first use (see src/fix/runtime.ts). */
@@ -83,7 +87,7 @@ export class Looplens {
       registry,
       {
         drainDelay: () => this.#delay.drain(),
-        utilization: () => this.#delay.utilizationSinceLastCall(),
+        utilization: () => this.#scrapeUtilization.next(),
       },
       otelApi !== undefined,
     )
@@ -228,7 +232,7 @@ export class Looplens {
         max: counts.maxSeconds * 1000,
         count: counts.count,
       },
-      utilization: delay.utilizationSinceLastCall(),
+      utilization: this.#snapshotUtilization.next(),
       blocks: { ...this.#report.blocks },
       stacks: {
         active: this.#stackMissingReason() === undefined,

@@ -16,11 +16,11 @@
  * an SDK started after `createLooplens()` but before the server serves is found. `true` captures
  * spans whatever the SDK does (for an SDK started later still); `false` switches everything off.
  */
-import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import type { Attributes, Histogram, Meter, Span, Tracer } from '@opentelemetry/api'
 import type { LensContext } from '../context/context.js'
 import type { DelayCounts } from '../monitor/delay-monitor.js'
+import { UtilizationWindow } from '../monitor/utilization.js'
 import {
   meterProviderRegistered,
   type OpenTelemetryApi,
@@ -118,7 +118,8 @@ export class OpenTelemetryExporter {
   #pending = false
   /** Delay counts already recorded into the OpenTelemetry histogram. */
   #delayRecorded: { cumulative: number[]; count: number } | undefined
-  #eluBaseline: ReturnType<typeof performance.eventLoopUtilization>
+  /** Its own window: an OTel collection must not shorten a Prometheus scrape's. */
+  readonly #utilizationWindow = new UtilizationWindow()
   #closed = false
 
   constructor(options: OpenTelemetryExporterOptions) {
@@ -130,7 +131,6 @@ export class OpenTelemetryExporter {
     this.#warnings = options.warnings
     // A ProxyTracer: it starts delegating by itself once an SDK registers a provider.
     this.#tracer = api.trace.getTracer(OTEL_SCOPE)
-    this.#eluBaseline = performance.eventLoopUtilization()
 
     const { context, trace } = api
     this.#readSpan = function readSpan(): unknown {
@@ -215,12 +215,8 @@ export class OpenTelemetryExporter {
     return { blockDuration, syncDuration }
   }
 
-  /** Utilization since the previous collection, with its own baseline (not the Prometheus one). */
   #utilization(): number {
-    const now = performance.eventLoopUtilization()
-    const delta = performance.eventLoopUtilization(now, this.#eluBaseline)
-    this.#eluBaseline = now
-    return Number.isFinite(delta.utilization) ? delta.utilization : 0
+    return this.#utilizationWindow.next()
   }
 
   /**

@@ -21,9 +21,9 @@ import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
 import { constants as osConstants } from 'node:os'
 import path from 'node:path'
-import { performance } from 'node:perf_hooks'
 import { createLooplens, type Looplens } from '../looplens.js'
 import type { DelayCounts } from '../monitor/delay-monitor.js'
+import { UtilizationWindow } from '../monitor/utilization.js'
 import type { BlockEvent, LooplensOptions } from '../types.js'
 import { Warnings } from '../util/warnings.js'
 import { instrumentHttp } from './http.js'
@@ -351,7 +351,7 @@ function runSession(
     count: initial.count,
     maxSeconds: initial.maxSeconds,
   }
-  let previousElu = performance.eventLoopUtilization()
+  const utilizationWindow = new UtilizationWindow()
   function sample(): void {
     const counts = lens.delayCounts()
     const { p99Ms, maxMs } = windowDelay(previous, counts)
@@ -360,14 +360,12 @@ function runSession(
       count: counts.count,
       maxSeconds: counts.maxSeconds,
     }
-    const elu = performance.eventLoopUtilization()
-    const utilization = performance.eventLoopUtilization(elu, previousElu).utilization
-    previousElu = elu
+    const utilization = utilizationWindow.next()
     timeline.push({
       t: Date.now(),
       delayP99Ms: round(p99Ms),
       delayMaxMs: round(maxMs),
-      utilization: Number.isFinite(utilization) ? round(utilization, 4) : 0,
+      utilization: round(utilization, 4),
       blocks: blocksInWindow,
     })
     blocksInWindow = 0

@@ -6,12 +6,7 @@
  * histogram and resets it in the same synchronous step, so no sample can fall between the two,
  * and a block that straddles a drain is simply recorded by the next one.
  */
-import {
-  type EventLoopUtilization,
-  type IntervalHistogram,
-  monitorEventLoopDelay,
-  performance,
-} from 'node:perf_hooks'
+import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks'
 
 /** Cumulative delay counts in seconds, by upper bound, like a Prometheus histogram. */
 export interface DelayCounts {
@@ -35,7 +30,6 @@ export class DelayMonitor {
   readonly #histogram: IntervalHistogram
   readonly #resolutionNs: number
   readonly #counts: DelayCounts
-  #utilizationBaseline: EventLoopUtilization
   #closed = false
 
   /**
@@ -55,9 +49,6 @@ export class DelayMonitor {
       maxSeconds: 0,
       minSeconds: Number.POSITIVE_INFINITY,
     }
-    // The first ELU reading needs a baseline, or it covers the whole process life and reads ~1
-    // for a process that was busy starting up (OpenTelemetry runtime-node makes the same note).
-    this.#utilizationBaseline = performance.eventLoopUtilization()
   }
 
   /** Move what the native histogram holds into the cumulative counts, then reset it. */
@@ -120,14 +111,6 @@ export class DelayMonitor {
       previousCount = cumulative
     }
     return counts.maxSeconds * 1000
-  }
-
-  /** Utilization (0…1) since the previous call to this method (or the start). */
-  utilizationSinceLastCall(): number {
-    const now = performance.eventLoopUtilization()
-    const delta = performance.eventLoopUtilization(now, this.#utilizationBaseline)
-    this.#utilizationBaseline = now
-    return Number.isFinite(delta.utilization) ? delta.utilization : 0
   }
 
   close(): void {
