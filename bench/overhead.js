@@ -36,23 +36,35 @@ const ALL_CONFIGS = [
   'otel+looplens',
   'blocked-at',
 ]
-/** Diagnostic configurations (one piece of looplens's per-request work each); never by default. */
-const ABLATIONS = ['ablate-noop', 'ablate-als', 'ablate-close', 'ablate-prom', 'ablate-all']
-const OTEL_CONFIGS = new Set(['otel', 'otel+looplens'])
+/**
+ * Diagnostic configurations, never in the default run: OpenTelemetry + looplens without the
+ * middleware span, and one piece of looplens's per-request work each (ablate-*).
+ */
+const ABLATIONS = [
+  'otel+looplens-nospan',
+  'ablate-noop',
+  'ablate-als',
+  'ablate-close',
+  'ablate-prom',
+  'ablate-all',
+]
+const OTEL_CONFIGS = new Set(['otel', 'otel+looplens', 'otel+looplens-nospan'])
 
 /** Budgets from DESIGN.md and the issues: [config, baseline, max CPU ratio, min req/s ratio]. */
 const BUDGETS = [
   ['looplens', 'bare', 1.03, 0.97, 'DESIGN.md: everything on but tracing'],
   ['looplens', 'looplens-nostacks', 1.01, undefined, 'issue 3: watchdog while nothing blocks'],
   ['otel+looplens', 'otel', 1.05, undefined, 'issue 4: looplens on top of OpenTelemetry'],
+  ['otel+looplens-nospan', 'otel', 1.05, undefined, 'issue 4, no span for looplensMiddleware'],
 ]
 
 const { values: args } = parseArgs({
   options: {
     rounds: { type: 'string', default: '5' },
-    duration: { type: 'string', default: '5' },
+    duration: { type: 'string', default: '4' },
     warmup: { type: 'string', default: '2' },
     connections: { type: 'string', default: '50' },
+    rate: { type: 'string', default: '1500' },
     configs: { type: 'string', default: ALL_CONFIGS.join(',') },
     loadgen: { type: 'string', default: 'auto' },
     'no-pin': { type: 'boolean', default: false },
@@ -68,9 +80,11 @@ const { values: args } = parseArgs({
 if (args.help) {
   console.log(`usage: node bench/overhead.js [options]
   --rounds N         rounds; every configuration runs once per round (default 5)
-  --duration S       measured seconds per run (default 5)
+  --duration S       measured seconds per window (default 4)
   --warmup S         warm-up seconds per run, not measured (default 2)
   --connections N    concurrent connections (default 50)
+  --rate R           a second measured window per run at about R req/s (default 1500; 0 = off):
+                     CPU per request when the server is not saturated, and latency at that rate
   --configs a,b,…    from: ${ALL_CONFIGS.join(', ')} ("all" = every one; bare is always added)
                      diagnostic ablations (one piece of looplens's work each): ${ABLATIONS.join(', ')}
   --loadgen wrk|autocannon|auto   (default auto: wrk when installed)
@@ -90,6 +104,10 @@ const rounds = positiveInteger('rounds', args.rounds)
 const durationS = positiveInteger('duration', args.duration)
 const warmupS = nonNegativeInteger('warmup', args.warmup)
 const connections = positiveInteger('connections', args.connections)
+const rate = nonNegativeInteger('rate', args.rate)
+// wrk has no rate option: each connection pauses between requests so that all together make
+// about `rate` req/s (a little less: the pause excludes the response time).
+const pauseMs = rate > 0 ? Math.max(1, Math.round((connections * 1000) / rate)) : 0
 const maxInterference = nonNegativeInteger('max-interference', args['max-interference']) / 100
 const retries = nonNegativeInteger('retries', args.retries)
 let configs =
@@ -200,7 +218,7 @@ function startServer(config) {
   })
 }
 
-function ask(child, cmd, replyType) {
+function ask(child, cmd, replyType, extra = {}) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no "${replyType}" reply in 30 s`)), 30_000)
     child.on('message', function onReply(message) {
@@ -209,7 +227,7 @@ function ask(child, cmd, replyType) {
       child.off('message', onReply)
       resolve(message)
     })
-    child.send({ cmd })
+    child.send({ cmd, ...extra })
   })
 }
 
@@ -243,7 +261,7 @@ function runCommand(command, commandArgs) {
 }
 
 /** One load run; returns requests, req/s and latency percentiles (ms), errors. */
-async function load(port, seconds) {
+async function load(port, seconds, pause) {
   const pinArgs = pin ? ['taskset', '-c', '1'] : []
   if (loadgen === 'wrk') {
     const wrkArgs = [
@@ -255,6 +273,8 @@ async function load(port, seconds) {
       '-s',
       join(benchDir, 'wrk-report.lua'),
       `http://127.0.0.1:${port}/users/1`,
+      '--',
+      String(pause),
     ]
     const [command, ...rest] = pin ? [...pinArgs, 'wrk', ...wrkArgs] : ['wrk', ...wrkArgs]
     const output = await runCommand(command, rest)
@@ -283,6 +303,7 @@ async function load(port, seconds) {
     '-d',
     String(seconds),
     '-j',
+    ...(pause > 0 ? ['--overallRate', String(rate)] : []),
     '-I',
     `http://127.0.0.1:${port}/users/[<id>]`,
   ]
@@ -300,7 +321,46 @@ async function load(port, seconds) {
   }
 }
 
-/** One configuration, one round: fresh server, warm-up, measured window, stop. */
+/** One measured window: CPU of the server and of its core, around one load run. */
+async function window(child, port, seconds, pause, phase, final) {
+  const before = cpuTimes()
+  await ask(child, 'start', 'started', { phase })
+  const result = await load(port, seconds, pause)
+  const stats = await ask(child, 'stop', 'stopped', { final })
+  const after = cpuTimes()
+  const serverCpuUs = stats.cpuUserUs + stats.cpuSystemUs
+  let otherOnServerCpu
+  if (pin && before?.['0'] && after?.['0']) {
+    // What ran on the server's CPU besides the server: other engineers' builds and tests.
+    const busy = after['0'].busy - before['0'].busy
+    const total = after['0'].total - before['0'].total
+    const serverJiffies = (serverCpuUs / 1e6) * 100 // USER_HZ is 100 on Linux
+    otherOnServerCpu = total > 0 ? Math.max(0, (busy - serverJiffies) / total) : undefined
+  }
+  return {
+    reqPerSec: result.reqPerSec,
+    p50Ms: result.p50Ms,
+    p99Ms: result.p99Ms,
+    maxMs: result.maxMs,
+    loadgenRequests: result.requests,
+    serverRequests: stats.requests,
+    errors: result.errors,
+    cpuUs: serverCpuUs,
+    cpuUsPerReq: serverCpuUs / stats.requests,
+    serverCpuShare: serverCpuUs / 1000 / stats.wallMs,
+    otherOnServerCpu,
+    rssMB: stats.rssBytes / 2 ** 20,
+    maxRssMB: stats.maxRssBytes / 2 ** 20,
+    checks: stats.checks,
+    profileFile: stats.profileFile,
+  }
+}
+
+/**
+ * One configuration, one round: fresh server, warm-up, a window flat out (throughput, CPU per
+ * request when saturated), then a window at a fixed rate (CPU per request and latency the way a
+ * production server runs: not saturated), stop.
+ */
 async function measure(config) {
   const { child, port } = await startServer(config)
   try {
@@ -309,40 +369,11 @@ async function measure(config) {
     if (response.status !== 200 || body.id !== '7') {
       throw new Error(`${config}: GET /users/7 answered ${response.status} ${JSON.stringify(body)}`)
     }
-    if (warmupS > 0) await load(port, warmupS)
-    const before = cpuTimes()
-    await ask(child, 'start', 'started')
-    const result = await load(port, durationS)
-    const stats = await ask(child, 'stop', 'stopped')
-    const after = cpuTimes()
-    const serverCpuUs = stats.cpuUserUs + stats.cpuSystemUs
-    let otherOnServerCpu
-    if (pin && before?.['0'] && after?.['0']) {
-      // What ran on the server's CPU besides the server: other engineers' builds and tests.
-      const busy = after['0'].busy - before['0'].busy
-      const total = after['0'].total - before['0'].total
-      const serverJiffies = (serverCpuUs / 1e6) * 100 // USER_HZ is 100 on Linux
-      otherOnServerCpu = total > 0 ? Math.max(0, (busy - serverJiffies) / total) : undefined
-    }
-    return {
-      config,
-      reqPerSec: result.reqPerSec,
-      p50Ms: result.p50Ms,
-      p99Ms: result.p99Ms,
-      maxMs: result.maxMs,
-      loadgenRequests: result.requests,
-      serverRequests: stats.requests,
-      servedTotal: stats.servedTotal,
-      errors: result.errors,
-      cpuUs: serverCpuUs,
-      cpuUsPerReq: serverCpuUs / stats.requests,
-      serverCpuShare: serverCpuUs / 1000 / stats.wallMs,
-      otherOnServerCpu,
-      rssMB: stats.rssBytes / 2 ** 20,
-      maxRssMB: stats.maxRssBytes / 2 ** 20,
-      checks: stats.checks,
-      profileFile: stats.profileFile,
-    }
+    if (warmupS > 0) await load(port, warmupS, 0)
+    const max = await window(child, port, durationS, 0, 'max', rate === 0)
+    const paced =
+      rate > 0 ? await window(child, port, durationS, pauseMs, 'paced', true) : undefined
+    return { config, ...max, checks: paced?.checks ?? max.checks, paced }
   } finally {
     await stopServer(child)
   }
@@ -356,14 +387,26 @@ function median(values) {
 }
 
 /** Median of per-round ratios config/baseline, with the range, for one field. */
-function pairedRatio(results, config, baseline, field) {
+/** Fields of a result, by name: `cpuUsPerReq` (flat out) or `paced.cpuUsPerReq` (fixed rate). */
+function field(result, path) {
+  return path.split('.').reduce((value, key) => value?.[key], result)
+}
+
+/** Median of per-round ratios config/baseline, with the range, for one field. */
+function pairedRatio(results, config, baseline, path) {
   const ratios = []
   for (let round = 0; round < rounds; round++) {
     const a = results.find((r) => r.round === round && r.config === config)
     const b = results.find((r) => r.round === round && r.config === baseline)
-    if (a && b) ratios.push(a[field] / b[field])
+    if (a && b) ratios.push(field(a, path) / field(b, path))
   }
-  return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios), ratios }
+  const finite = ratios.filter(Number.isFinite)
+  return {
+    median: median(finite),
+    min: Math.min(...finite),
+    max: Math.max(...finite),
+    ratios,
+  }
 }
 
 function fixed(value, digits) {
@@ -373,32 +416,50 @@ function fixed(value, digits) {
 function summarize(results) {
   return configs.map((config) => {
     const own = results.filter((r) => r.config === config)
-    const cpu = pairedRatio(results, config, 'bare', 'cpuUsPerReq')
-    const throughput = pairedRatio(results, config, 'bare', 'reqPerSec')
+    const medianOf = (path) => median(own.map((r) => field(r, path)))
     return {
       config,
       runs: own.length,
-      reqPerSec: median(own.map((r) => r.reqPerSec)),
-      p99Ms: median(own.map((r) => r.p99Ms)),
-      cpuUsPerReq: median(own.map((r) => r.cpuUsPerReq)),
-      rssMB: median(own.map((r) => r.rssMB)),
-      othersOnServerCpu: median(own.map((r) => r.otherOnServerCpu)),
-      cpuRatio: cpu,
-      throughputRatio: throughput,
+      reqPerSec: medianOf('reqPerSec'),
+      p99Ms: medianOf('p99Ms'),
+      cpuUsPerReq: medianOf('cpuUsPerReq'),
+      rssMB: medianOf('rssMB'),
+      othersOnServerCpu: medianOf('otherOnServerCpu'),
+      cpuRatio: pairedRatio(results, config, 'bare', 'cpuUsPerReq'),
+      throughputRatio: pairedRatio(results, config, 'bare', 'reqPerSec'),
+      paced:
+        rate > 0
+          ? {
+              reqPerSec: medianOf('paced.reqPerSec'),
+              p50Ms: medianOf('paced.p50Ms'),
+              p99Ms: medianOf('paced.p99Ms'),
+              cpuUsPerReq: medianOf('paced.cpuUsPerReq'),
+              cpuRatio: pairedRatio(results, config, 'bare', 'paced.cpuUsPerReq'),
+            }
+          : undefined,
     }
   })
 }
 
+const ratioText = (ratio, range = true) =>
+  `${fixed(ratio.median, 2)}×${range ? ` (${fixed(ratio.min, 2)}–${fixed(ratio.max, 2)})` : ''}`
+
 function markdownTable(summary) {
+  const pacedHead =
+    rate > 0 ? ` CPU µs/req at ${rate} req/s | vs bare | p99 ms at ${rate} req/s |` : ''
+  const pacedRule = rate > 0 ? '---:|---:|---:|' : ''
   const lines = [
-    '| configuration | req/s | p99 ms | CPU µs/req | RSS MB | CPU/req vs bare (range) | req/s vs bare |',
-    '|---|---:|---:|---:|---:|---:|---:|',
+    `| configuration | max req/s | vs bare | CPU µs/req at max | vs bare |${pacedHead} RSS MB |`,
+    `|---|---:|---:|---:|---:|${pacedRule}---:|`,
   ]
   for (const row of summary) {
-    const range =
-      row.config === 'bare' ? '' : ` (${fixed(row.cpuRatio.min, 2)}–${fixed(row.cpuRatio.max, 2)})`
+    const bare = row.config === 'bare'
+    const paced =
+      rate > 0
+        ? ` ${fixed(row.paced.cpuUsPerReq, 1)} | ${bare ? '1' : ratioText(row.paced.cpuRatio)} | ${fixed(row.paced.p99Ms, 2)} |`
+        : ''
     lines.push(
-      `| ${row.config} | ${fixed(row.reqPerSec, 0)} | ${fixed(row.p99Ms, 1)} | ${fixed(row.cpuUsPerReq, 1)} | ${fixed(row.rssMB, 0)} | ${fixed(row.cpuRatio.median, 3)}×${range} | ${fixed(row.throughputRatio.median, 3)}× |`,
+      `| ${row.config} | ${fixed(row.reqPerSec, 0)} | ${bare ? '1' : ratioText(row.throughputRatio, false)} | ${fixed(row.cpuUsPerReq, 1)} | ${bare ? '1' : ratioText(row.cpuRatio)} |${paced} ${fixed(row.rssMB, 0)} |`,
     )
   }
   return lines.join('\n')
@@ -406,20 +467,32 @@ function markdownTable(summary) {
 
 function budgetTable(results) {
   const lines = [
-    '| budget | CPU/req ratio (range) | limit | req/s ratio | limit | verdict |',
-    '|---|---:|---:|---:|---:|---|',
+    `| budget | CPU/req ratio at max | at ${rate} req/s | limit | req/s ratio | limit | verdict |`,
+    '|---|---:|---:|---:|---:|---:|---|',
   ]
   const checks = []
   for (const [config, baseline, maxCpu, minThroughput, why] of BUDGETS) {
     if (!configs.includes(config) || !configs.includes(baseline)) continue
     const cpu = pairedRatio(results, config, baseline, 'cpuUsPerReq')
+    const pacedCpu =
+      rate > 0 ? pairedRatio(results, config, baseline, 'paced.cpuUsPerReq') : undefined
     const throughput = pairedRatio(results, config, baseline, 'reqPerSec')
-    const cpuOk = cpu.median <= maxCpu
+    const cpuOk = cpu.median <= maxCpu && (pacedCpu === undefined || pacedCpu.median <= maxCpu)
     const throughputOk = minThroughput === undefined || throughput.median >= minThroughput
     const verdict = cpuOk && throughputOk ? 'within' : 'MISSED'
-    checks.push({ config, baseline, why, maxCpu, minThroughput, cpu, throughput, verdict })
+    checks.push({
+      config,
+      baseline,
+      why,
+      maxCpu,
+      minThroughput,
+      cpu,
+      pacedCpu,
+      throughput,
+      verdict,
+    })
     lines.push(
-      `| ${config} vs ${baseline} (${why}) | ${fixed(cpu.median, 3)}× (${fixed(cpu.min, 2)}–${fixed(cpu.max, 2)}) | ≤ ${maxCpu} | ${fixed(throughput.median, 3)}× | ${minThroughput === undefined ? '—' : `≥ ${minThroughput}`} | ${verdict} |`,
+      `| ${config} vs ${baseline} (${why}) | ${ratioText(cpu)} | ${pacedCpu === undefined ? '—' : ratioText(pacedCpu)} | ≤ ${maxCpu} | ${ratioText(throughput, false)} | ${minThroughput === undefined ? '—' : `≥ ${minThroughput}`} | ${verdict} |`,
     )
   }
   return { text: lines.join('\n'), checks }
@@ -435,9 +508,9 @@ async function main() {
     platform: `${os.platform()} ${os.release()}`,
     loadavgAtStart: os.loadavg(),
   }
-  const perRun = warmupS + durationS + 1
+  const perRun = warmupS + durationS * (rate > 0 ? 2 : 1) + 1
   console.log(
-    `looplens overhead: ${configs.length} configurations × ${rounds} rounds, ${warmupS} s warm-up + ${durationS} s measured, ${connections} connections (~${Math.ceil((configs.length * rounds * perRun) / 60)} min)`,
+    `looplens overhead: ${configs.length} configurations × ${rounds} rounds, ${warmupS} s warm-up + ${durationS} s measured flat out${rate > 0 ? ` + ${durationS} s at ~${rate} req/s` : ''}, ${connections} connections (~${Math.ceil((configs.length * rounds * perRun) / 60)} min)`,
   )
   console.log(
     `load generator: ${loadgen === 'wrk' ? 'wrk, 1 thread' : `autocannon (wrk not found${hasWrk ? '' : ': apt-get install wrk'}), own process`}; ${pin ? 'server pinned to CPU 0, load generator to CPU 1 (taskset)' : 'no CPU pinning'}`,
@@ -455,8 +528,12 @@ async function main() {
       let result
       for (let attempt = 1; attempt <= retries + 1; attempt++) {
         const candidate = { round, ...(await measure(config)) }
-        const disturbed = (candidate.otherOnServerCpu ?? 0) > maxInterference
-        if (result === undefined || candidate.otherOnServerCpu < result.otherOnServerCpu) {
+        candidate.interference = Math.max(
+          candidate.otherOnServerCpu ?? 0,
+          candidate.paced?.otherOnServerCpu ?? 0,
+        )
+        const disturbed = candidate.interference > maxInterference
+        if (result === undefined || candidate.interference < result.interference) {
           result = candidate
         }
         result.attempts = attempt
@@ -466,9 +543,13 @@ async function main() {
       const other =
         result.otherOnServerCpu === undefined
           ? ''
-          : `  others on CPU0 ${(result.otherOnServerCpu * 100).toFixed(0)}%`
+          : `  others on CPU0 ${(result.interference * 100).toFixed(0)}%`
+      const paced =
+        result.paced === undefined
+          ? ''
+          : ` | ${fixed(result.paced.reqPerSec, 0)} req/s: ${fixed(result.paced.cpuUsPerReq, 1).padStart(6)} µs/req p99 ${fixed(result.paced.p99Ms, 2)} ms`
       console.log(
-        `round ${round + 1}/${rounds}  ${config.padEnd(18)} ${fixed(result.reqPerSec, 0).padStart(6)} req/s  p99 ${fixed(result.p99Ms, 1).padStart(6)} ms  ${fixed(result.cpuUsPerReq, 1).padStart(6)} µs/req  RSS ${fixed(result.rssMB, 0)} MB${result.errors ? `  ERRORS ${result.errors}` : ''}${other}${result.attempts > 1 ? `  (${result.attempts} attempts)` : ''}`,
+        `round ${round + 1}/${rounds}  ${config.padEnd(18)} ${fixed(result.reqPerSec, 0).padStart(6)} req/s  p99 ${fixed(result.p99Ms, 1).padStart(6)} ms  ${fixed(result.cpuUsPerReq, 1).padStart(6)} µs/req${paced}  RSS ${fixed(result.rssMB, 0)} MB${result.errors ? `  ERRORS ${result.errors}` : ''}${other}${result.attempts > 1 ? `  (${result.attempts} attempts)` : ''}`,
       )
     }
   }
@@ -485,7 +566,7 @@ async function main() {
   console.log(table)
   console.log('')
   console.log(budgets.text)
-  const errors = results.reduce((sum, r) => sum + r.errors, 0)
+  const errors = results.reduce((sum, r) => sum + r.errors + (r.paced?.errors ?? 0), 0)
   if (errors > 0) console.log(`\nWARNING: ${errors} failed requests across the run (see JSON)`)
   const checksLine = configs
     .filter((config) => config !== 'bare')

@@ -14,6 +14,7 @@
  *   prom-bundle         express-prom-bundle (includeMethod, includePath, normalizePath)
  *   otel                NodeSDK + http + express instrumentation (run with --import ./otel-setup.js)
  *   otel+looplens       both of the above
+ *   otel+looplens-nospan  the same, instrumentation-express told to ignore looplensMiddleware
  *   blocked-at          blocked-at with its default options
  *
  * Ablations (diagnostic, not in the default run): one piece of what looplens does per request,
@@ -35,6 +36,7 @@ const KNOWN = [
   'prom-bundle',
   'otel',
   'otel+looplens',
+  'otel+looplens-nospan',
   'blocked-at',
   'ablate-noop',
   'ablate-als',
@@ -45,7 +47,7 @@ const KNOWN = [
 if (!KNOWN.includes(config)) {
   throw new Error(`BENCH_CONFIG must be one of ${KNOWN.join(', ')} (received ${config})`)
 }
-const wantsOtel = config === 'otel' || config === 'otel+looplens'
+const wantsOtel = config.startsWith('otel')
 if (wantsOtel && globalThis.__benchOtelSdk === undefined) {
   throw new Error(`BENCH_CONFIG=${config} needs: node --import ./otel-setup.js server.js`)
 }
@@ -61,7 +63,7 @@ let close = async () => {}
 
 const app = express()
 
-if (config === 'looplens' || config === 'looplens-nostacks' || config === 'otel+looplens') {
+if (config.includes('looplens')) {
   const { createLooplens } = await import('looplens')
   const lens = createLooplens(config === 'looplens-nostacks' ? { captureStacks: false } : {})
   app.use(lens.express())
@@ -210,7 +212,10 @@ async function stopProfiler(stats) {
   const { writeFileSync, mkdirSync } = await import('node:fs')
   const { join } = await import('node:path')
   mkdirSync(profileDir, { recursive: true })
-  const file = join(profileDir, `${config.replace('+', '_')}-${process.pid}.cpuprofile`)
+  const file = join(
+    profileDir,
+    `${config.replace('+', '_')}-${stats.phase ?? 'window'}-${process.pid}.cpuprofile`,
+  )
   profile.$bench = stats
   writeFileSync(file, JSON.stringify(profile))
   return file
@@ -219,7 +224,12 @@ async function stopProfiler(stats) {
 process.on('message', async (message) => {
   if (message?.cmd === 'start') {
     if (profileDir !== undefined) profiler = await startProfiler()
-    window = { cpu: process.cpuUsage(), served, wall: process.hrtime.bigint() }
+    window = {
+      cpu: process.cpuUsage(),
+      served,
+      wall: process.hrtime.bigint(),
+      phase: message.phase,
+    }
     send({ type: 'started' })
   } else if (message?.cmd === 'stop') {
     const cpu = process.cpuUsage(window.cpu)
@@ -231,12 +241,21 @@ process.on('message', async (message) => {
     const profileFile =
       profiler === undefined
         ? undefined
-        : await stopProfiler({ config, requests, cpuUs: cpu.user + cpu.system, wallMs })
+        : await stopProfiler({
+            config,
+            phase: window.phase,
+            requests,
+            cpuUs: cpu.user + cpu.system,
+            wallMs,
+          })
+    // Only after the run's last window: the OpenTelemetry check shuts the SDK down.
     let checks = {}
-    try {
-      checks = await check()
-    } catch (error) {
-      checks = { error: String(error) }
+    if (message.final) {
+      try {
+        checks = await check()
+      } catch (error) {
+        checks = { error: String(error) }
+      }
     }
     send({
       type: 'stopped',

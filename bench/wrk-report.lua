@@ -1,6 +1,19 @@
 -- wrk script for overhead.js: a different user id per request (like real traffic; a route
--- template must keep the label set bounded anyway), and a JSON summary line at the end.
+-- template must keep the label set bounded anyway), an optional pace, and a JSON summary line.
+--   wrk … -s wrk-report.lua URL -- <delay ms per connection between requests, 0 = flat out>
 local counter = 0
+local pause = 0
+
+init = function(args)
+  pause = tonumber(args[1] or "0") or 0
+  -- Only paced runs get a delay(): wrk schedules every request through a timer when it exists.
+  -- Jittered (mean = pause) so the connections do not fire in lockstep bursts.
+  if pause > 0 then
+    delay = function()
+      return math.floor(pause * (0.5 + math.random()) + 0.5)
+    end
+  end
+end
 
 request = function()
   counter = counter + 1
