@@ -14,5 +14,7 @@ export default defineConfig({
     teardownTimeout: 10_000,
     // Forks, not threads: tests measure the main thread's event loop, and fixtures fork children.
     pool: 'forks',
+    // vitest's own summary, then one plain `N passed, N failed` line for any CI log reader.
+    reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 })
