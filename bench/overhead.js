@@ -7,9 +7,9 @@
  *     --configs bare,looplens,looplens-nostacks,prom-bundle,otel,otel+looplens,blocked-at
  *
  * Each round starts every configuration in a fresh child process (bench/server.js), warms it up,
- * measures it, stops it. Configurations alternate within a round and the starting one rotates
- * from round to round (A B C, B C A, C A B …), so a slow drift of the shared machine's load hits
- * all of them alike. Per configuration: median req/s, p99, server CPU µs per request (user +
+ * measures it, stops it. Configurations alternate within a round (every one runs once per round,
+ * in a seeded order shuffled per round), so a slow drift of the shared machine's load hits all
+ * of them alike and none always runs right after the same neighbour. Per configuration: median req/s, p99, server CPU µs per request (user +
  * system of the whole server process over the measured window / requests served in it) and RSS;
  * ratios to bare are the median of per-round paired ratios (each round's value divided by the
  * same round's bare value).
@@ -64,7 +64,8 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '4' },
     warmup: { type: 'string', default: '2' },
     connections: { type: 'string', default: '50' },
-    rate: { type: 'string', default: '1500' },
+    rate: { type: 'string', default: '0' },
+    seed: { type: 'string', default: '1' },
     configs: { type: 'string', default: ALL_CONFIGS.join(',') },
     loadgen: { type: 'string', default: 'auto' },
     'no-pin': { type: 'boolean', default: false },
@@ -83,8 +84,10 @@ if (args.help) {
   --duration S       measured seconds per window (default 4)
   --warmup S         warm-up seconds per run, not measured (default 2)
   --connections N    concurrent connections (default 50)
-  --rate R           a second measured window per run at about R req/s (default 1500; 0 = off):
+  --rate R           add a second measured window per run at about R req/s (default 0 = off):
                      CPU per request when the server is not saturated, and latency at that rate
+                     (on this 2-core VM it is noisier than flat out: idle/wake-up costs dominate)
+  --seed N           seed of the per-round shuffled order (default 1)
   --configs a,b,…    from: ${ALL_CONFIGS.join(', ')} ("all" = every one; bare is always added)
                      diagnostic ablations (one piece of looplens's work each): ${ABLATIONS.join(', ')}
   --loadgen wrk|autocannon|auto   (default auto: wrk when installed)
@@ -105,6 +108,7 @@ const durationS = positiveInteger('duration', args.duration)
 const warmupS = nonNegativeInteger('warmup', args.warmup)
 const connections = positiveInteger('connections', args.connections)
 const rate = nonNegativeInteger('rate', args.rate)
+const seed = nonNegativeInteger('seed', args.seed)
 // wrk has no rate option: each connection pauses between requests so that all together make
 // about `rate` req/s (a little less: the pause excludes the response time).
 const pauseMs = rate > 0 ? Math.max(1, Math.round((connections * 1000) / rate)) : 0
@@ -379,6 +383,26 @@ async function measure(config) {
   }
 }
 
+/** mulberry32: a small seeded PRNG, so a run's orders can be repeated. */
+function seededRandom(seedValue) {
+  let state = seedValue >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+function shuffle(items, random) {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    ;[items[i], items[j]] = [items[j], items[i]]
+  }
+  return items
+}
+
 function median(values) {
   const sorted = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b)
   if (sorted.length === 0) return Number.NaN
@@ -520,9 +544,13 @@ async function main() {
   )
 
   const results = []
+  // Every round runs every configuration once, in an order shuffled per round (seeded: the same
+  // command gives the same orders), so no configuration always follows the same neighbour.
+  const random = seededRandom(seed)
+  const orders = Array.from({ length: rounds }, () => shuffle([...configs], random))
   for (let round = 0; round < rounds; round++) {
     for (let i = 0; i < configs.length; i++) {
-      const config = configs[(i + round) % configs.length]
+      const config = orders[round][i]
       // Other processes on the server's CPU (a shared machine) inflate its CPU per request: a
       // measurement they disturbed is taken again, and the least disturbed attempt is kept.
       let result
@@ -591,6 +619,9 @@ async function main() {
         machine,
         settings: {
           rounds,
+          seed,
+          orders,
+          rate,
           durationS,
           warmupS,
           connections,
