@@ -491,8 +491,8 @@ function markdownTable(summary) {
 
 function budgetTable(results) {
   const lines = [
-    `| budget | CPU/req ratio at max | at ${rate} req/s | limit | req/s ratio | limit | verdict |`,
-    '|---|---:|---:|---:|---:|---:|---|',
+    `| budget | CPU/req ratio at max |${rate > 0 ? ` at ${rate} req/s |` : ''} limit | req/s ratio | limit | verdict |`,
+    `|---|---:|${rate > 0 ? '---:|' : ''}---:|---:|---:|---|`,
   ]
   const checks = []
   for (const [config, baseline, maxCpu, minThroughput, why] of BUDGETS) {
@@ -516,7 +516,7 @@ function budgetTable(results) {
       verdict,
     })
     lines.push(
-      `| ${config} vs ${baseline} (${why}) | ${ratioText(cpu)} | ${pacedCpu === undefined ? '—' : ratioText(pacedCpu)} | ≤ ${maxCpu} | ${ratioText(throughput, false)} | ${minThroughput === undefined ? '—' : `≥ ${minThroughput}`} | ${verdict} |`,
+      `| ${config} vs ${baseline} (${why}) | ${ratioText(cpu)} |${pacedCpu === undefined ? '' : ` ${ratioText(pacedCpu)} |`} ≤ ${maxCpu} | ${ratioText(throughput, false)} | ${minThroughput === undefined ? '—' : `≥ ${minThroughput}`} | ${verdict} |`,
     )
   }
   return { text: lines.join('\n'), checks }

@@ -66,6 +66,7 @@ function analyse(file) {
   const buckets = new Map()
   const looplens = new Map() // looplens function → { total, by leaf bucket }
   const selfTop = new Map()
+  const rollup = new Map() // samples under looplens frames, by what the leaf frame was
   for (const [id, count] of counts) {
     const leaf = nodes.get(id)
     const leafBucket = bucketOf(leaf.callFrame.url, leaf.callFrame.functionName)
@@ -87,6 +88,7 @@ function analyse(file) {
       const entry = looplens.get(owner) ?? { total: 0, leaves: new Map() }
       entry.total += count
       const leafName = `${leafBucket}: ${self}`
+      rollup.set(leafBucket, (rollup.get(leafBucket) ?? 0) + count)
       entry.leaves.set(leafName, (entry.leaves.get(leafName) ?? 0) + count)
       looplens.set(owner, entry)
       buckets.set(
@@ -97,7 +99,7 @@ function analyse(file) {
       buckets.set(leafBucket, (buckets.get(leafBucket) ?? 0) + count)
     }
   }
-  return { file, busy, intervalUs, buckets, looplens, selfTop, bench: profile.$bench }
+  return { file, busy, intervalUs, buckets, looplens, rollup, selfTop, bench: profile.$bench }
 }
 
 const top = Number(args.top)
@@ -119,6 +121,12 @@ for (const file of files) {
   console.log('\nbuckets (by leaf frame, except samples under a looplens frame):')
   for (const [bucket, count] of [...result.buckets].sort((a, b) => b[1] - a[1])) {
     console.log(`  ${percent(count, result.busy)}  ${bucket}`)
+  }
+  if (result.rollup.size > 0) {
+    console.log('\nunder looplens frames, by what ran (looplens code, prom-client, node…):')
+    for (const [bucket, count] of [...result.rollup].sort((a, b) => b[1] - a[1])) {
+      console.log(`  ${percent(count, result.busy)}  ${bucket}`)
+    }
   }
   if (result.looplens.size > 0) {
     console.log('\nlooplens functions (inclusive of callees, exclusive of next()):')
