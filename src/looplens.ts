@@ -30,6 +30,7 @@ import type {
   LooplensOptions,
   LooplensReport,
   LoopSnapshot,
+  RouteSyncRow,
   StackMissingReason,
 } from './types.js'
 import { Warnings } from './util/warnings.js'
@@ -130,14 +131,16 @@ export class Looplens {
   }
 
   #createRecorder(): RequestRecorder {
-    const { observeRequestDuration, activeRequests, syncDuration } = this.#prometheus
+    const prometheus = this.#prometheus
+    const activeRequests = prometheus.activeRequests
     const otel = this.#otel
     const detector = this.#detector
-    const report = this.#report
     const thresholdMs = this.options.blockThresholdMs
     return {
       requestStarted(context: LensContext): void {
-        activeRequests.inc({ http_request_method: context.method })
+        const active = activeRequests.counter(context.method)
+        active.value++
+        context.active = active
       },
       syncEnded(context: LensContext, endPerf: number): void {
         if (context.syncMs >= thresholdMs) {
@@ -148,22 +151,16 @@ export class Looplens {
         context.ended = true
         const method = context.method
         const route = context.finalRoute ?? ''
-        activeRequests.dec({ http_request_method: method })
-        observeRequestDuration(
-          {
-            http_request_method: method,
-            http_route: route,
-            http_response_status_code: statusCode === undefined ? '' : statusCode,
-          },
+        if (context.active !== undefined) context.active.value--
+        prometheus.recordRequest(
+          method,
+          route,
+          statusCode === undefined ? '' : statusCode,
           (performance.now() - context.startTime) / 1000,
+          context.syncMs / 1000,
           context.span,
         )
-        syncDuration.observe(
-          { http_request_method: method, http_route: route },
-          context.syncMs / 1000,
-        )
         otel?.requestEnded(context, method, route)
-        report.recordRequest(method, route, context.syncMs)
         detector.contextEnded(context)
       },
     }
@@ -254,9 +251,23 @@ export class Looplens {
       blocks: { ...this.#report.blocks },
       blockers: this.#report.blockers(),
       saturation: { ...this.#report.saturation },
-      routes: this.#report.routes(),
+      routes: this.#routes(),
       loop: this.snapshot(),
     }
+  }
+
+  /** Sync time per route, largest total first, from the sync-time histogram's series. */
+  #routes(): RouteSyncRow[] {
+    return this.#prometheus.syncDuration
+      .allSeries()
+      .map((series) => ({
+        method: String(series.labels.http_request_method),
+        route: String(series.labels.http_route),
+        requests: series.count,
+        syncTotalMs: series.sum * 1000,
+        syncMaxMs: series.max * 1000,
+      }))
+      .sort((a, b) => b.syncTotalMs - a.syncTotalMs)
   }
 
   /**

@@ -31,6 +31,8 @@ export class LensContext {
   pendingBlocks: BlockEvent[] | undefined = undefined
   /** The span that was active when the context was created (OpenTelemetry), if any. */
   span: unknown = undefined
+  /** The in-flight counter of this request's method (http_server_active_requests), if counted. */
+  active: { value: number } | undefined = undefined
 
   constructor(method: string, task: string, req: RoutableRequest | undefined, startTime: number) {
     this.method = method

@@ -110,11 +110,30 @@ function pathToString(path: unknown): string {
  * and mounted routers give the full template (`/api/v1` + `/users/:id`).
  */
 export function routeOf(req: RoutableRequest): string | undefined {
-  const route = req.route
+  const route = req.route as CachedRoute | undefined | null
   if (route === undefined || route === null) return undefined
+  const baseUrl = typeof req.baseUrl === 'string' ? req.baseUrl : ''
+  // Built once per route object (and mount): the same string every time, whose hash V8 keeps,
+  // so the metrics' series lookups by route are fast too.
+  if (route[kTemplateBase] === baseUrl) return route[kTemplate]!
+  const template = buildTemplate(req, route, baseUrl)
+  route[kTemplateBase] = baseUrl
+  route[kTemplate] = template
+  return template
+}
+
+const kTemplate: unique symbol = Symbol('looplens.routeTemplate')
+const kTemplateBase: unique symbol = Symbol('looplens.routeTemplateBase')
+
+interface CachedRoute {
+  path?: unknown
+  [kTemplate]?: string
+  [kTemplateBase]?: string
+}
+
+function buildTemplate(req: RoutableRequest, route: CachedRoute, baseUrl: string): string {
   const path = pathToString(route.path)
-  const base =
-    typeof req.baseUrl === 'string' && req.baseUrl !== '' ? baseTemplateOf(req, req.baseUrl) : ''
+  const base = baseUrl !== '' ? baseTemplateOf(req, baseUrl) : ''
   if (base === '') return path
   // `app.use('/api', router)` + `router.get('/', …)` is `/api`, not `/api/`.
   if (path === '/' || path === '') return base

@@ -3,10 +3,11 @@
  *
  * Names and labels are the product's contract (DESIGN.md "Names"); dashboards depend on them.
  */
-import { Gauge, Histogram, Registry } from 'prom-client'
+import { Histogram, Registry } from 'prom-client'
 import type { DelayCounts } from '../monitor/delay-monitor.js'
 import { type TraceIds, traceIdsOf } from '../otel/capture.js'
 import type { BlockContext, BlockEvent } from '../types.js'
+import { ActiveRequestsGauge, SeriesHistogram } from './series.js'
 
 /** OpenTelemetry's advised buckets for http.server.request.duration (5 ms … 10 s). */
 export const HTTP_DURATION_BUCKETS = [
@@ -247,24 +248,26 @@ export interface PrometheusSources {
   utilization: () => number
 }
 
-type RequestLabels = 'http_request_method' | 'http_route' | 'http_response_status_code'
+/**
+ * A metric of ours found in the registry, or a clear error when the name is taken by something
+ * else (another library's metric of the same name): reusing that would record nothing.
+ */
+function ours<T>(metric: unknown, type: abstract new (...args: never[]) => T, name: string): T {
+  if (metric instanceof type) return metric
+  throw new TypeError(
+    `options.registry already has a metric named ${name} that looplens did not create: remove it, or give looplens its own registry`,
+  )
+}
 
 /** Recording functions used by the middleware and the block pipeline. */
 export class PrometheusExporter {
   readonly registry: Registry
-  readonly requestDuration: Histogram<RequestLabels>
-  readonly activeRequests: Gauge<'http_request_method'>
-  readonly syncDuration: Histogram<'http_request_method' | 'http_route'>
+  readonly requestDuration: SeriesHistogram
+  readonly activeRequests: ActiveRequestsGauge
+  readonly syncDuration: SeriesHistogram
   readonly blockDuration: Histogram<'http_request_method' | 'http_route' | 'task'>
-  /**
-   * Observe a request's duration, with a `trace_id` exemplar of its span when exemplars are on
-   * (`openTelemetry` not false and the API installed) and the span is sampled.
-   */
-  readonly observeRequestDuration: (
-    labels: Partial<Record<RequestLabels, string | number>>,
-    seconds: number,
-    span: unknown,
-  ) => void
+  /** Decided at construction: exemplars on the request histogram (tracing possible). */
+  readonly #requestExemplars: boolean
   readonly #observeBlock: (
     labels: Partial<Record<'http_request_method' | 'http_route' | 'task', string | number>>,
     seconds: number,
@@ -278,43 +281,50 @@ export class PrometheusExporter {
   /** @param exemplars create the request and block histograms able to carry exemplars. */
   constructor(registry: Registry, sources: PrometheusSources, exemplars = false) {
     this.registry = registry
-    this.requestDuration = acquire(registry, METRIC_NAMES.requestDuration, () =>
-      withOptionalExemplars(
+    this.requestDuration = ours(
+      acquire(
         registry,
-        exemplars,
-        (enableExemplars) =>
-          new Histogram({
-            enableExemplars,
+        METRIC_NAMES.requestDuration,
+        () =>
+          new SeriesHistogram(registry, {
             name: METRIC_NAMES.requestDuration,
             help: 'Duration of HTTP server requests (http_response_status_code="" when the response did not complete: the client aborted).',
             labelNames: ['http_request_method', 'http_route', 'http_response_status_code'],
             buckets: HTTP_DURATION_BUCKETS,
-            registers: [registry],
           }),
       ),
+      SeriesHistogram,
+      METRIC_NAMES.requestDuration,
     )
-    this.activeRequests = acquire(
-      registry,
+    this.#requestExemplars = exemplars
+    this.activeRequests = ours(
+      acquire(
+        registry,
+        METRIC_NAMES.activeRequests,
+        () =>
+          new ActiveRequestsGauge(
+            registry,
+            METRIC_NAMES.activeRequests,
+            'Number of HTTP server requests in flight.',
+          ),
+      ),
+      ActiveRequestsGauge,
       METRIC_NAMES.activeRequests,
-      () =>
-        new Gauge({
-          name: METRIC_NAMES.activeRequests,
-          help: 'Number of HTTP server requests in flight.',
-          labelNames: ['http_request_method'],
-          registers: [registry],
-        }),
     )
-    this.syncDuration = acquire(
-      registry,
+    this.syncDuration = ours(
+      acquire(
+        registry,
+        METRIC_NAMES.syncDuration,
+        () =>
+          new SeriesHistogram(registry, {
+            name: METRIC_NAMES.syncDuration,
+            help: 'Synchronous time of a request: how long its middleware and handler chain held the event loop before the first await.',
+            labelNames: ['http_request_method', 'http_route'],
+            buckets: SYNC_DURATION_BUCKETS,
+          }),
+      ),
+      SeriesHistogram,
       METRIC_NAMES.syncDuration,
-      () =>
-        new Histogram({
-          name: METRIC_NAMES.syncDuration,
-          help: 'Synchronous time of a request: how long its middleware and handler chain held the event loop before the first await.',
-          labelNames: ['http_request_method', 'http_route'],
-          buckets: SYNC_DURATION_BUCKETS,
-          registers: [registry],
-        }),
     )
     this.blockDuration = acquire(registry, METRIC_NAMES.blockDuration, () =>
       withOptionalExemplars(
@@ -331,7 +341,6 @@ export class PrometheusExporter {
           }),
       ),
     )
-    this.observeRequestDuration = exemplarObserver(this.requestDuration, traceIdsOf)
     this.#observeBlock = exemplarObserver(this.blockDuration, blockIdsOf)
     this.#sources = sources
     this.#delay = acquire(
@@ -346,6 +355,26 @@ export class PrometheusExporter {
       () => new UtilizationGauge(registry),
     )
     this.#utilization.addSource?.(sources.utilization)
+  }
+
+  /**
+   * One request ended: its duration (with a `trace_id` exemplar of its span when exemplars are
+   * on and the span is sampled) and its sync time. `statusCode` is '' when the response did not
+   * complete.
+   */
+  recordRequest(
+    method: string,
+    route: string,
+    statusCode: number | '',
+    seconds: number,
+    syncSeconds: number,
+    span: unknown,
+  ): void {
+    const series = this.requestDuration.series3(method, route, statusCode)
+    const ids = this.#requestExemplars && span !== undefined ? traceIdsOf(span) : undefined
+    if (ids === undefined) series.observe(seconds)
+    else series.observeWithExemplar(seconds, ids.traceId, ids.spanId)
+    this.syncDuration.series2(method, route).observe(syncSeconds)
   }
 
   /** Subscribe to the block pipeline. */

@@ -27,8 +27,8 @@ import { performance } from 'node:perf_hooks'
 import { contextStorage, LensContext } from '../context/context.js'
 import { normalizeMethod, type RoutableRequest, routeOf } from '../context/route.js'
 import type { RequestRecorder } from '../internal-types.js'
-import { compileExclude, pathOf } from '../middleware/express.js'
-import { kHttpContext, kHttpRecorder } from './marks.js'
+import { compileExclude } from '../middleware/express.js'
+import { httpInstrumentation, kHttpContext, kHttpRecorder } from './marks.js'
 
 const REQUEST_START = 'http.server.request.start'
 const RESPONSE_FINISH = 'http.server.response.finish'
@@ -82,6 +82,7 @@ export function instrumentHttp(
 ): HttpInstrumentation {
   if (active) throw new Error('looplens: HTTP servers are already instrumented in this process')
   active = true
+  httpInstrumentation.active = true
   const isExcluded = compileExclude(options.excludePaths)
   let closed = false
 
@@ -143,7 +144,7 @@ export function instrumentHttp(
     try {
       const { request, response, server } = message as ServerMessage
       if (server[kIgnored] === true) return
-      if (isExcluded?.(pathOf(request.url))) return
+      if (isExcluded?.(request.url ?? '/')) return
       if (server[kWrapped] !== true) wrapEmit(server)
       const context = new LensContext(
         normalizeMethod(request.method),

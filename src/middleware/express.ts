@@ -10,19 +10,33 @@ import { performance } from 'node:perf_hooks'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import { contextStorage, LensContext } from '../context/context.js'
 import { normalizeMethod, routeOf } from '../context/route.js'
-import { kHttpRecorder } from '../instrument/marks.js'
+import { httpInstrumentation, kHttpRecorder } from '../instrument/marks.js'
 import type { RequestRecorder } from '../internal-types.js'
 import { captureSpan } from '../otel/capture.js'
 
-/** Compile `excludePaths` into one test, or `undefined` when nothing is excluded. */
+/**
+ * Compile `excludePaths` into one test of a request URL (query string included), or `undefined`
+ * when nothing is excluded. Exact paths are compared in place, without slicing the URL: this
+ * runs for every request, and the default list (`/metrics`) is never empty.
+ */
 export function compileExclude(
   paths: ReadonlyArray<string | RegExp>,
-): ((path: string) => boolean) | undefined {
+): ((url: string) => boolean) | undefined {
   if (paths.length === 0) return undefined
-  const exact = new Set(paths.filter((path): path is string => typeof path === 'string'))
+  const exact = paths.filter((path): path is string => typeof path === 'string')
   const patterns = paths.filter((path): path is RegExp => path instanceof RegExp)
-  return (path) => {
-    if (exact.has(path)) return true
+  return (url) => {
+    for (const path of exact) {
+      // `/metrics` or `/metrics?…`, not `/metricsfoo`
+      if (
+        url.startsWith(path) &&
+        (url.length === path.length || url.charCodeAt(path.length) === 63)
+      ) {
+        return true
+      }
+    }
+    if (patterns.length === 0) return false
+    const path = pathOf(url)
     for (const pattern of patterns) {
       pattern.lastIndex = 0
       if (pattern.test(path)) return true
@@ -56,11 +70,14 @@ export function createExpressMiddleware(
   return function looplensMiddleware(req: Request, res: Response, next: NextFunction): void {
     // Already measured for this recorder by the zero-code http instrumentation (the preload):
     // its context is entered and will be ended; a second one would count the request twice.
-    if ((res as Response & { [kHttpRecorder]?: RequestRecorder })[kHttpRecorder] === recorder) {
+    if (
+      httpInstrumentation.active &&
+      (res as Response & { [kHttpRecorder]?: RequestRecorder })[kHttpRecorder] === recorder
+    ) {
       next()
       return
     }
-    if (isExcluded?.(pathOf(req.originalUrl ?? req.url))) {
+    if (isExcluded?.(req.originalUrl ?? req.url)) {
       next()
       return
     }
@@ -74,7 +91,9 @@ export function createExpressMiddleware(
     ;(res as Response & { looplensContext?: LensContext }).looplensContext = context
     // Prepended: instrumentation-http ends the server span in its own 'close' listener, added
     // before any middleware ran; ours must run first to put the request's times on that span.
-    res.prependOnceListener('close', onResponseClose)
+    // prependListener, not prependOnceListener: no wrapper per request; the listener ignores
+    // a second call by itself (the context is taken off the response on the first).
+    res.prependListener('close', onResponseClose)
     try {
       next()
     } finally {

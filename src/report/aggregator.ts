@@ -2,7 +2,7 @@
  * Aggregates block events and request sync times into the report's rows. Memory is bounded:
  * rows are keyed by label values and culprit lines (both bounded), and capped anyway.
  */
-import type { BlockEvent, BlockerRow, RouteSyncRow, StackFrame } from '../types.js'
+import type { BlockEvent, BlockerRow, StackFrame } from '../types.js'
 
 const MAX_ROWS = 500
 
@@ -15,7 +15,6 @@ export class ReportAggregator {
   readonly blocks = { count: 0, totalMs: 0, maxMs: 0 }
   readonly saturation = { count: 0, totalMs: 0, maxMs: 0 }
   readonly #rows = new Map<string, BlockerRow>()
-  readonly #routes = new Map<string, RouteSyncRow>()
   /** Events that found no room (more distinct rows than MAX_ROWS): counted in blocks only. */
   dropped = 0
 
@@ -62,20 +61,6 @@ export class ReportAggregator {
     row.lastSeen = event.startTime
   }
 
-  /** One request ended with this sync time. */
-  recordRequest(method: string, route: string, syncMs: number): void {
-    const key = `${method} ${route}`
-    let row = this.#routes.get(key)
-    if (row === undefined) {
-      if (this.#routes.size >= MAX_ROWS) return
-      row = { method, route, requests: 0, syncTotalMs: 0, syncMaxMs: 0 }
-      this.#routes.set(key, row)
-    }
-    row.requests++
-    row.syncTotalMs += syncMs
-    if (syncMs > row.syncMaxMs) row.syncMaxMs = syncMs
-  }
-
   /**
    * Blocker rows, worst (largest total) first; copies, so callers may keep them. Blocks without
    * a stack (rate-limited, missed) join the row of the same route and task that has a culprit,
@@ -110,11 +95,5 @@ export class ReportAggregator {
       target.lastSeen = Math.max(target.lastSeen, row.lastSeen)
     }
     return merged.sort((a, b) => b.totalMs - a.totalMs)
-  }
-
-  routes(): RouteSyncRow[] {
-    return [...this.#routes.values()]
-      .map((row) => ({ ...row }))
-      .sort((a, b) => b.syncTotalMs - a.syncTotalMs)
   }
 }
