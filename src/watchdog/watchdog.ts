@@ -164,10 +164,15 @@ class Watchdog {
       const worker = this.#worker
       if (worker === undefined) return
       const ints = processShared.ints
+      // Ref'd while it stops: `await lens.close()` may be the last thing a program does, and an
+      // unref'd worker's exit (or an Atomics.waitAsync) does not keep the loop alive to see it.
+      worker.ref()
       Atomics.store(ints, CONTROL, 1)
       Atomics.notify(ints, CONTROL)
-      const stopped = Atomics.waitAsync(ints, STOPPED, 0, 200)
-      if (stopped.async) await stopped.value
+      const deadline = Date.now() + 200
+      while (Atomics.load(ints, STOPPED) === 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 2))
+      }
       await worker.terminate().catch(() => undefined)
     })()
     return this.#stopping
