@@ -7,7 +7,7 @@ import { Histogram, Registry } from 'prom-client'
 import type { DelayCounts } from '../monitor/delay-monitor.js'
 import { type TraceIds, traceIdsOf } from '../otel/capture.js'
 import type { BlockContext, BlockEvent } from '../types.js'
-import { ActiveRequestsGauge, SeriesHistogram } from './series.js'
+import { ActiveRequestsGauge, Collector, type Sample, SeriesHistogram } from './series.js'
 
 /** OpenTelemetry's advised buckets for http.server.request.duration (5 ms … 10 s). */
 export const HTTP_DURATION_BUCKETS = [
@@ -78,25 +78,13 @@ export function release(registry: Registry, name: string): void {
   }
 }
 
-type Sample = { labels: Record<string, string | number>; value: number; metricName: string }
-
 /**
  * A metric read from the loop monitor at scrape time, in prom-client's collector shape (`get()`),
  * so it prints in both the Prometheus and the OpenMetrics format. Several instances of looplens
  * on one registry share it; the most recent open one is the source.
  */
-abstract class LoopCollector<T> {
-  readonly name: string
-  readonly help: string
-  abstract readonly type: 'histogram' | 'gauge'
-  readonly aggregator = 'sum'
+abstract class LoopCollector<T> extends Collector {
   readonly #sources: (() => T)[] = []
-
-  constructor(registry: Registry, name: string, help: string) {
-    this.name = name
-    this.help = help
-    registry.registerMetric(this as never)
-  }
 
   addSource(read: () => T): void {
     this.#sources.push(read)
@@ -111,8 +99,7 @@ abstract class LoopCollector<T> {
 
   async get() {
     const read = this.#sources.at(-1)
-    const values = this.samples(read?.())
-    return { name: this.name, help: this.help, type: this.type, values, aggregator: 'sum' }
+    return this.result(this.samples(read?.()))
   }
 
   reset(): void {

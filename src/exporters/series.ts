@@ -66,7 +66,7 @@ export class HistogramSeries {
   }
 }
 
-type Sample = {
+export type Sample = {
   labels: Record<string, string | number>
   sharedLabels?: Record<string, string | number>
   value: number
@@ -75,14 +75,42 @@ type Sample = {
 }
 
 /**
+ * The shape prom-client's registry reads a metric through (`name`, `help`, `type`, `get()`):
+ * our metrics are collectors, registered on construction, printed in both text formats.
+ */
+export abstract class Collector {
+  readonly name: string
+  readonly help: string
+  abstract readonly type: 'histogram' | 'gauge'
+  readonly aggregator = 'sum'
+
+  constructor(registry: Registry, name: string, help: string) {
+    this.name = name
+    this.help = help
+    registry.registerMetric(this as never)
+  }
+
+  protected result(values: Sample[]) {
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      values,
+      aggregator: this.aggregator,
+    }
+  }
+
+  abstract get(): Promise<ReturnType<Collector['result']>>
+
+  abstract reset(): void
+}
+
+/**
  * A histogram whose series are found by their label values, in the order of `labelNames`.
  * Registered in the registry as a collector; several looplens instances on one registry share it.
  */
-export class SeriesHistogram {
-  readonly name: string
-  readonly help: string
+export class SeriesHistogram extends Collector {
   readonly type = 'histogram'
-  readonly aggregator = 'sum'
   readonly labelNames: readonly string[]
   readonly bounds: readonly number[]
   readonly #root = new Map<string | number, unknown>()
@@ -97,11 +125,9 @@ export class SeriesHistogram {
       buckets: readonly number[]
     },
   ) {
-    this.name = config.name
-    this.help = config.help
+    super(registry, config.name, config.help)
     this.labelNames = config.labelNames
     this.bounds = config.buckets
-    registry.registerMetric(this as never)
   }
 
   #create(values: (string | number)[]): HistogramSeries {
@@ -184,22 +210,12 @@ export class SeriesHistogram {
 
   /** prom-client's registry prints through this (le first, then the series' labels). */
   async getForPromString() {
-    return this.#result(this.#samples(true))
+    return this.result(this.#samples(true))
   }
 
   /** `registry.getMetricsAsJSON()` reads this (labels merged). */
   async get() {
-    return this.#result(this.#samples(false))
-  }
-
-  #result(values: Sample[]) {
-    return {
-      name: this.name,
-      help: this.help,
-      type: this.type,
-      values,
-      aggregator: this.aggregator,
-    }
+    return this.result(this.#samples(false))
   }
 
   /** `registry.resetMetrics()`: back to zero, as prom-client's own histograms do. */
@@ -210,18 +226,9 @@ export class SeriesHistogram {
 }
 
 /** A gauge of requests in flight per method: plain counters, read at scrape time. */
-export class ActiveRequestsGauge {
-  readonly name: string
-  readonly help: string
+export class ActiveRequestsGauge extends Collector {
   readonly type = 'gauge'
-  readonly aggregator = 'sum'
   readonly #byMethod = new Map<string, { value: number }>()
-
-  constructor(registry: Registry, name: string, help: string) {
-    this.name = name
-    this.help = help
-    registry.registerMetric(this as never)
-  }
 
   /** The counter of one method (keep it: inc and dec are then plain additions). */
   counter(method: string): { value: number } {
@@ -242,13 +249,7 @@ export class ActiveRequestsGauge {
         metricName: this.name,
       })
     }
-    return {
-      name: this.name,
-      help: this.help,
-      type: this.type,
-      values,
-      aggregator: this.aggregator,
-    }
+    return this.result(values)
   }
 
   reset(): void {
