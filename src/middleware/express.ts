@@ -88,18 +88,27 @@ export function createExpressMiddleware(
     // resource, and a block in a body parser must still be attributed to this request.
     contextStorage.enterWith(context)
     recorder.requestStarted(context)
-    ;(res as Response & { looplensContext?: LensContext }).looplensContext = context
-    // Prepended: instrumentation-http ends the server span in its own 'close' listener, added
-    // before any middleware ran; ours must run first to put the request's times on that span.
-    // prependListener, not prependOnceListener: no wrapper per request; the listener ignores
-    // a second call by itself (the context is taken off the response on the first).
-    res.prependListener('close', onResponseClose)
     try {
       next()
     } finally {
       const end = performance.now()
       context.syncMs = end - start
       recorder.syncEnded(context, end)
+      if (res.writableEnded) {
+        // Answered synchronously (res.end() already called): the request is over for us — its
+        // status and route are known — so it is recorded now, with no 'close' listener at all.
+        // That listener was a visible share of looplens's cost per request (bench/inproc.js).
+        context.finalRoute = routeOf(req) ?? ''
+        recorder.requestEnded(context, res.statusCode)
+      } else {
+        ;(res as Response & { looplensContext?: LensContext }).looplensContext = context
+        // Prepended: instrumentation-http ends the server span in its own 'close' listener,
+        // added before any middleware ran; ours must run first to put the request's times on
+        // that span. prependListener, not prependOnceListener: no wrapper per request; the
+        // listener ignores a second call by itself (it takes the context off the response).
+        // Added after next(): a response's 'close' is never emitted synchronously.
+        res.prependListener('close', onResponseClose)
+      }
     }
   }
 }
