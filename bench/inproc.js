@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { AsyncLocalStorage } from 'node:async_hooks'
 /**
  * In-process benchmark: the JavaScript cost looplens adds to one request, without the network.
  *
@@ -9,8 +10,11 @@
  * the same for every configuration. Here the same Express 5 app, bare and with `lens.express()`,
  * handles `GET /users/:id` dispatched straight into `app(req, res)` on real IncomingMessage /
  * ServerResponse objects (no socket): the difference is looplens's own work on the request path —
- * context, route template, metrics, `close` listener — and one more Express layer. Batches of the
- * two alternate in one process; the medians of per-batch CPU per request are compared.
+ * context, route template, metrics — and one more Express layer. Two ablations split that up: a
+ * middleware that only calls `next()` (the layer), and one that only does
+ * `AsyncLocalStorage#enterWith` (the layer + the context store). Batches of all four alternate in
+ * one process, in a shuffled order each round; the medians of per-batch CPU per request are
+ * compared.
  * What this leaves out: AsyncLocalStorage's hook on the async resources a real socket creates
  * (about 1% of a real request in the wrk profile) and the kernel.
  */
@@ -29,10 +33,22 @@ const { values: args } = parseArgs({
 const rounds = Number(args.rounds)
 const perBatch = Number(args.requests)
 
-function makeApp(withLooplens) {
+const CONFIGS = ['bare', 'noop layer', 'layer + AsyncLocalStorage', 'looplens']
+
+function makeApp(config) {
   const app = express()
   let lens
-  if (withLooplens) {
+  if (config === 'noop layer') {
+    app.use(function noop(_req, _res, next) {
+      next()
+    })
+  } else if (config === 'layer + AsyncLocalStorage') {
+    const storage = new AsyncLocalStorage()
+    app.use(function contextOnly(req, _res, next) {
+      storage.enterWith({ req })
+      next()
+    })
+  } else if (config === 'looplens') {
     lens = createLooplens()
     app.use(lens.express())
     app.get('/metrics', lens.metricsHandler())
@@ -76,24 +92,26 @@ const median = (values) => {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
-const bare = makeApp(false)
-const instrumented = makeApp(true)
-// Warm-up: JIT both paths.
-for (let i = 0; i < 3; i++) {
-  await batch(bare.app)
-  await batch(instrumented.app)
+const apps = Object.fromEntries(CONFIGS.map((config) => [config, makeApp(config)]))
+// Warm-up: JIT every path.
+for (let i = 0; i < 3; i++) for (const config of CONFIGS) await batch(apps[config].app)
+const costs = Object.fromEntries(CONFIGS.map((config) => [config, []]))
+const ratios = Object.fromEntries(CONFIGS.map((config) => [config, []]))
+let seed = 7
+const random = () => {
+  seed = (seed * 16807) % 2147483647
+  return seed / 2147483647
 }
-const costs = { bare: [], looplens: [] }
-const ratios = []
 for (let round = 0; round < rounds; round++) {
-  // Alternate which goes first.
-  const order = round % 2 === 0 ? ['bare', 'looplens'] : ['looplens', 'bare']
+  const order = [...CONFIGS].sort(() => random() - 0.5)
   const got = {}
-  for (const name of order) got[name] = await batch(name === 'bare' ? bare.app : instrumented.app)
-  costs.bare.push(got.bare)
-  costs.looplens.push(got.looplens)
-  ratios.push(got.looplens / got.bare)
+  for (const config of order) got[config] = await batch(apps[config].app)
+  for (const config of CONFIGS) {
+    costs[config].push(got[config])
+    ratios[config].push(got[config] / got.bare)
+  }
 }
+const instrumented = apps.looplens
 const metrics = await instrumented.lens.registry.metrics()
 const counted =
   /http_server_request_duration_seconds_count\{[^}]*http_route="\/users\/:id"[^}]*\} (\d+)/.exec(
@@ -101,16 +119,19 @@ const counted =
   )
 await instrumented.lens.close()
 
-const bareUs = median(costs.bare)
-const lensUs = median(costs.looplens)
 console.log(
   `looplens in-process request cost — Node ${process.version}, ${rounds} rounds × ${perBatch} requests\n`,
 )
-console.log('| configuration | CPU µs/request (median) | vs bare |')
+console.log('| configuration | CPU µs/request (median) | vs bare (range) |')
 console.log('|---|---:|---:|')
-console.log(`| bare Express 5 | ${bareUs.toFixed(2)} | 1 |`)
+for (const config of CONFIGS) {
+  const r = ratios[config]
+  console.log(
+    `| ${config} | ${median(costs[config]).toFixed(2)} | ${median(r).toFixed(3)}× (${Math.min(...r).toFixed(3)}–${Math.max(...r).toFixed(3)}) |`,
+  )
+}
+const own = median(costs.looplens) - median(costs['layer + AsyncLocalStorage'])
 console.log(
-  `| looplens (lens.express()) | ${lensUs.toFixed(2)} | ${median(ratios).toFixed(3)}× (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}) |`,
+  `\nlooplens's own work beyond an Express layer and an AsyncLocalStorage context: ${own.toFixed(2)} µs per request.`,
 )
-console.log(`\nlooplens adds ${(lensUs - bareUs).toFixed(2)} µs of CPU per request in-process.`)
 console.log(`sanity: the lens counted ${counted?.[1] ?? 0} requests on /users/:id`)
