@@ -24,7 +24,6 @@ import { formatReport } from './report/format.js'
 import type {
   BackgroundOptions,
   BackgroundTasks,
-  BlockEvent,
   GuardOptions,
   LooplensEvents,
   LooplensOptions,
@@ -35,7 +34,12 @@ import type {
 } from './types.js'
 import { Warnings } from './util/warnings.js'
 import { capturesBetween } from './watchdog/probe.js'
-import { acquireWatchdog, processShared, type WatchdogHandle } from './watchdog/watchdog.js'
+import {
+  acquireWatchdog,
+  hangReportedDuring,
+  processShared,
+  type WatchdogHandle,
+} from './watchdog/watchdog.js'
 
 export class Looplens {
   /** The validated, frozen options. */
@@ -107,16 +111,7 @@ export class Looplens {
       blockThresholdMs,
       stacksUnavailable: () => this.#stackMissingReason(),
       capturesBetween,
-      // The worker marks a hang with the beat before the stall; any heartbeat of the process
-      // may have written that beat, so match on time rather than on our own last beat.
-      hangReported: (stall) => {
-        const hangId = processShared.floats[1]!
-        const start = performance.timeOrigin + stall.startPerf
-        return (
-          hangId >= start - 2 * heartbeatInterval &&
-          hangId <= performance.timeOrigin + stall.endPerf
-        )
-      },
+      hangReported: (stall) => hangReportedDuring(stall, heartbeatInterval),
       publish: (event) => this.#publisher.publish(event),
     })
     this.#heartbeat = new Heartbeat(blockThresholdMs, this.#detector.onStall, processShared.floats)
@@ -342,11 +337,6 @@ export class Looplens {
   /** @internal measure a stall that just ended now, before a report is taken at exit. */
   flushStall(): void {
     this.#heartbeat.tick()
-  }
-
-  /** @internal publish path, for tests of exporters. */
-  publish(event: BlockEvent): void {
-    this.#publisher.publish(event)
   }
 
   /**

@@ -18,8 +18,6 @@ export interface Stall {
   endPerf: number
   /** Busy time of the loop over the stall, ms. */
   durationMs: number
-  /** The beat written just before the stall (epoch ms): the watchdog's id for this stall. */
-  stallId: number
 }
 
 /** Slot of the beat in the shared Float64 view (see watchdog/shared.ts). */
@@ -59,14 +57,13 @@ export class Heartbeat {
   tick(): void {
     const now = performance.now()
     const idle = performance.nodeTiming.idleTime
-    const stallId = performance.timeOrigin + this.#lastTick
     this.#beat[BEAT_SLOT] = performance.timeOrigin + now
     const gap = now - this.#lastTick
     const busy = gap - (idle - this.#lastIdle)
     this.#lastTick = now
     this.#lastIdle = idle
     if (gap >= this.#thresholdMs && busy >= this.#thresholdMs) {
-      this.#onStall({ startPerf: now - busy, endPerf: now, durationMs: busy, stallId })
+      this.#onStall({ startPerf: now - busy, endPerf: now, durationMs: busy })
     }
   }
 

@@ -7,6 +7,7 @@
  * stacks, each instance warns once, nothing crashes or hangs.
  */
 import { createRequire } from 'node:module'
+import { performance } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
 import { heartbeatIntervalFor } from '../monitor/heartbeat.js'
 import { installProbe, setStackBudget } from './probe.js'
@@ -145,11 +146,6 @@ class Watchdog {
     this.#shutdown()
   }
 
-  /** True when the worker reported a hang for this stall (keyed by the beat before it). */
-  hangReportedFor(stallId: number): boolean {
-    return processShared.floats[HANG_REPORTED] === stallId
-  }
-
   readonly #stopAtExit = (): void => {
     // Synchronous at exit: ask the worker to disconnect its session and wait briefly for it.
     const ints = processShared.ints
@@ -195,11 +191,24 @@ class Watchdog {
 
 let current: Watchdog | undefined
 
+/**
+ * Whether the worker reported a hang during this stall. It marks a hang with the beat written
+ * before the stall, and any heartbeat of the process may have written that beat, so the match is
+ * on time: the mark lies between one beat interval or two before the stall's start and its end.
+ */
+export function hangReportedDuring(
+  stall: { startPerf: number; endPerf: number },
+  beatIntervalMs: number,
+): boolean {
+  const mark = processShared.floats[HANG_REPORTED]!
+  const start = performance.timeOrigin + stall.startPerf
+  return mark >= start - 2 * beatIntervalMs && mark <= performance.timeOrigin + stall.endPerf
+}
+
 export interface WatchdogHandle {
   /** Whether stacks are being captured now. */
   state(): WatchdogState
   reason(): string | undefined
-  hangReportedFor(stallId: number): boolean
   release(): Promise<void>
 }
 
@@ -217,7 +226,6 @@ export function acquireWatchdog(user: WatchdogUser): WatchdogHandle {
   return {
     state: () => owner.state,
     reason: () => owner.reason,
-    hangReportedFor: (stallId) => owner.hangReportedFor(stallId),
     release: () => {
       released ??= owner.remove(user)
       return released
