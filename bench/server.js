@@ -65,7 +65,13 @@ const app = express()
 
 if (config.includes('looplens')) {
   const { createLooplens } = await import('looplens')
-  const lens = createLooplens(config === 'looplens-nostacks' ? { captureStacks: false } : {})
+  // BENCH_LOOPLENS_OPTIONS: JSON merged into the options (instructions.js raises the threshold:
+  // under valgrind every tick runs ~50× slower and would otherwise count as a block).
+  const extra = JSON.parse(process.env.BENCH_LOOPLENS_OPTIONS ?? '{}')
+  const lens = createLooplens({
+    ...(config.endsWith('looplens-nostacks') ? { captureStacks: false } : {}),
+    ...extra,
+  })
   app.use(lens.express())
   app.get('/metrics', lens.metricsHandler())
   check = async () => {
