@@ -192,6 +192,24 @@ describe.each([
       )
     })
 
+    it('takes instrumentation-express’s wrapper off its own middleware after the first request, and no other', () => {
+      const serverSpans = spans.filter((span) => span.kind === SERVER)
+      const own = spans.filter((span) => span.name === 'middleware - looplensMiddleware')
+      // GET /fast then GET /block/:ms: the first went through the wrapper, the second did not.
+      expect(serverSpans.length).toBeGreaterThanOrEqual(2)
+      expect(own).toHaveLength(1)
+      expect(own[0]!.traceId).toBe(serverSpans.find((span) => span.name === 'GET /fast')?.traceId)
+      // The second request's express spans: Express's own and the route handler's, no looplens one.
+      const secondExpress = spans.filter(
+        (span) =>
+          span.scope === '@opentelemetry/instrumentation-express' &&
+          span.traceId === server.traceId,
+      )
+      const names = secondExpress.map((span) => span.name)
+      expect(names).not.toContain('middleware - looplensMiddleware')
+      expect(names.filter((name) => name.startsWith('request handler'))).toHaveLength(1)
+    })
+
     it('gives the BlockEvent the trace and span id of the request span', () => {
       expect(event.context.traceId).toBe(server.traceId)
       expect(event.context.spanId).toBe(server.spanId)
