@@ -17,7 +17,8 @@
  *
  * Per configuration:
  *   1. start the server under callgrind, send `--warmup` requests (the JIT settles);
- *   2. zero the counters (`callgrind_control -z`), send exactly `--requests` requests from
+ *   2. collect the heap (a full GC, so every window starts alike), zero the counters
+ *      (`callgrind_control -z`), send exactly `--requests` requests from
  *      `--connections` keep-alive connections, dump the counters (`callgrind_control -d`);
  *   3. wait 6 s (deferred work of the window, such as OpenTelemetry's batch export, finishes),
  *      then count three idle windows of `--idle`/3 seconds each: the median is the instructions
@@ -71,12 +72,13 @@ const { values: args } = parseArgs({
   options: {
     configs: { type: 'string', default: DEFAULT_CONFIGS.join(',') },
     warmup: { type: 'string', default: '5000' },
-    requests: { type: 'string', default: '2000' },
+    requests: { type: 'string', default: '3000' },
     connections: { type: 'string', default: '1' },
     idle: { type: 'string', default: '4' },
-    repeat: { type: 'string', default: '1' },
+    repeat: { type: 'string', default: '3' },
     node: { type: 'string', default: process.execPath },
-    jobs: { type: 'string', default: '1' },
+    jobs: { type: 'string', default: '2' },
+    'node-args': { type: 'string', default: '' },
     out: { type: 'string' },
     keep: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -185,7 +187,7 @@ function control(flag, pid, dir, keepAs) {
 }
 
 async function measure(config, node, dir) {
-  const nodeArgs = []
+  const nodeArgs = ['--expose-gc', ...args['node-args'].split(' ').filter(Boolean)]
   if (OTEL_CONFIGS.has(config)) nodeArgs.push('--import', './otel-setup.js')
   const child = spawn(
     'valgrind',
@@ -237,7 +239,7 @@ async function measure(config, node, dir) {
   try {
     const { port, pid } = await receive('ready', 180_000)
     await load(port, warmup)
-    child.send({ cmd: 'start' })
+    child.send({ cmd: 'start', gc: true })
     await receive('started', 60_000)
     control('-z', pid, dir)
     const started = process.hrtime.bigint()
@@ -264,6 +266,8 @@ async function measure(config, node, dir) {
     }
     // The median of three windows: one that caught a one-off (a major GC) does not count.
     const idlePerS = median(idleRates)
+    child.send({ cmd: 'stop', final: true })
+    const stopped = await receive('stopped', 120_000)
     return {
       config,
       requests,

@@ -229,6 +229,9 @@ async function stopProfiler(stats) {
 
 process.on('message', async (message) => {
   if (message?.cmd === 'start') {
+    // instructions.js: every window starts from a collected heap, so whether a major GC falls in
+    // the window depends on what the requests allocate, not on what warm-up left behind.
+    if (message.gc === true) globalThis.gc?.()
     if (profileDir !== undefined) profiler = await startProfiler()
     window = {
       cpu: process.cpuUsage(),
