@@ -3,9 +3,13 @@
  * layer's handler) off looplens's own layer only, on Express 4 and 5, nested routers included,
  * and leaves anything it does not recognise alone.
  */
+
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
 import type { RequestHandler } from 'express'
 import express5 from 'express'
 import express4 from 'express4'
+import { createLooplens } from 'looplens'
 import { describe, expect, it } from 'vitest'
 import { unwrapOwnLayer } from '../../src/middleware/express.js'
 
@@ -77,6 +81,35 @@ describe.each([
     const before = stackOf(app).map((layer) => layer.handle)
     expect(unwrapOwnLayer(app, looplensMiddleware)).toBe(0)
     expect(stackOf(app).map((layer) => layer.handle)).toEqual(before)
+  })
+})
+
+describe('lens.express() and the wrapper of its layer', () => {
+  it('takes it off at the first request, and stops looking after 16 requests', async () => {
+    const lens = createLooplens({ captureStacks: false })
+    const middleware = lens.express()
+    const app = express5()
+    app.use(middleware)
+    app.get('/x', (_req, res) => {
+      res.end('ok')
+    })
+    const server = app.listen(0, '127.0.0.1')
+    try {
+      await once(server, 'listening')
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/x`
+      const own = stackOf(app).find((layer) => layer.handle === middleware)!
+      wrap(own)
+      expect((await fetch(url)).status).toBe(200)
+      expect(own.handle).toBe(middleware)
+      for (let i = 0; i < 16; i++) await (await fetch(url)).text()
+      // A wrapper put on after that is not looked for: requests read nothing more for it.
+      wrap(own)
+      expect((await fetch(url)).status).toBe(200)
+      expect(own.handle.__original).toBe(middleware)
+    } finally {
+      server.close()
+      await lens.close()
+    }
   })
 })
 
