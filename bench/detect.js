@@ -16,6 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { median } from './common.js'
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const dist = join(benchDir, '..', 'dist')
@@ -28,11 +29,6 @@ const { values: args } = parseArgs({
 })
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
-}
 const quantile = (values, q) => {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]

@@ -23,6 +23,7 @@ import { Socket } from 'node:net'
 import { parseArgs } from 'node:util'
 import express from 'express'
 import { createLooplens } from 'looplens'
+import { median } from './common.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -84,12 +85,6 @@ async function batch(app) {
   }
   const used = process.cpuUsage(start)
   return (used.user + used.system) / perBatch
-}
-
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
 const apps = Object.fromEntries(CONFIGS.map((config) => [config, makeApp(config)]))

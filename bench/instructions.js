@@ -47,6 +47,7 @@ import os from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { median, serverNodeArgs } from './common.js'
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 /** Wait after the load before the idle windows, and how many idle windows (median taken). */
@@ -60,7 +61,6 @@ const DEFAULT_CONFIGS = [
   'otel',
   'otel+looplens',
 ]
-const OTEL_CONFIGS = new Set(['otel', 'otel+looplens', 'otel+looplens-nospan'])
 
 /** Budgets from DESIGN.md and the issues: [config, baseline, max instruction ratio, source]. */
 const BUDGETS = [
@@ -187,8 +187,11 @@ function control(flag, pid, dir, keepAs) {
 }
 
 async function measure(config, node, dir) {
-  const nodeArgs = ['--expose-gc', ...args['node-args'].split(' ').filter(Boolean)]
-  if (OTEL_CONFIGS.has(config)) nodeArgs.push('--import', './otel-setup.js')
+  const nodeArgs = [
+    '--expose-gc',
+    ...args['node-args'].split(' ').filter(Boolean),
+    ...serverNodeArgs(config),
+  ]
   const child = spawn(
     'valgrind',
     [
@@ -286,11 +289,6 @@ async function measure(config, node, dir) {
   }
 }
 
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
-}
 const fmt = (value) => Math.round(value).toLocaleString('en-US')
 
 const dir = mkdtempSync(join(os.tmpdir(), 'looplens-callgrind-'))

@@ -42,16 +42,7 @@ globalThis.__benchSpanExporter = spanExporter
 const sdk = new NodeSDK({
   serviceName: 'looplens-bench',
   spanProcessors: [new BatchSpanProcessor(spanExporter)],
-  instrumentations: [
-    new HttpInstrumentation(),
-    new ExpressInstrumentation(
-      // otel+looplens-nospan: the documented way to keep instrumentation-express from making a
-      // middleware span for looplens's own middleware.
-      process.env.BENCH_CONFIG === 'otel+looplens-nospan'
-        ? { ignoreLayers: ['middleware - looplensMiddleware'] }
-        : {},
-    ),
-  ],
+  instrumentations: [new HttpInstrumentation(), new ExpressInstrumentation()],
 })
 sdk.start()
 globalThis.__benchOtelSdk = sdk

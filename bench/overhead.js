@@ -25,6 +25,7 @@ import os from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { median, serverNodeArgs } from './common.js'
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 const ALL_CONFIGS = [
@@ -40,22 +41,13 @@ const ALL_CONFIGS = [
  * Diagnostic configurations, never in the default run: OpenTelemetry + looplens without the
  * middleware span, and one piece of looplens's per-request work each (ablate-*).
  */
-const ABLATIONS = [
-  'otel+looplens-nospan',
-  'ablate-noop',
-  'ablate-als',
-  'ablate-close',
-  'ablate-prom',
-  'ablate-all',
-]
-const OTEL_CONFIGS = new Set(['otel', 'otel+looplens', 'otel+looplens-nospan'])
+const ABLATIONS = ['ablate-noop', 'ablate-als', 'ablate-close', 'ablate-prom', 'ablate-all']
 
 /** Budgets from DESIGN.md and the issues: [config, baseline, max CPU ratio, min req/s ratio]. */
 const BUDGETS = [
   ['looplens', 'bare', 1.03, 0.97, 'DESIGN.md: everything on but tracing'],
   ['looplens', 'looplens-nostacks', 1.01, undefined, 'issue 3: watchdog while nothing blocks'],
   ['otel+looplens', 'otel', 1.05, undefined, 'issue 4: looplens on top of OpenTelemetry'],
-  ['otel+looplens-nospan', 'otel', 1.05, undefined, 'issue 4, no span for looplensMiddleware'],
 ]
 
 const { values: args } = parseArgs({
@@ -191,7 +183,7 @@ const children = new Set()
 
 function startServer(config) {
   const nodeArgs = args['server-args'].split(' ').filter((arg) => arg !== '')
-  if (OTEL_CONFIGS.has(config)) nodeArgs.push('--import', './otel-setup.js')
+  nodeArgs.push(...serverNodeArgs(config))
   nodeArgs.push('server.js')
   const command = pin ? 'taskset' : process.execPath
   const commandArgs = pin ? ['-c', '0', process.execPath, ...nodeArgs] : nodeArgs
@@ -401,13 +393,6 @@ function shuffle(items, random) {
     ;[items[i], items[j]] = [items[j], items[i]]
   }
   return items
-}
-
-function median(values) {
-  const sorted = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b)
-  if (sorted.length === 0) return Number.NaN
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
 /** Median of per-round ratios config/baseline, with the range, for one field. */

@@ -14,7 +14,6 @@
  *   prom-bundle         express-prom-bundle (includeMethod, includePath, normalizePath)
  *   otel                NodeSDK + http + express instrumentation (run with --import ./otel-setup.js)
  *   otel+looplens       both of the above
- *   otel+looplens-nospan  the same, instrumentation-express told to ignore looplensMiddleware
  *   blocked-at          blocked-at with its default options
  *
  * Ablations (diagnostic, not in the default run): one piece of what looplens does per request,
@@ -36,7 +35,6 @@ const KNOWN = [
   'prom-bundle',
   'otel',
   'otel+looplens',
-  'otel+looplens-nospan',
   'blocked-at',
   'ablate-noop',
   'ablate-als',
