@@ -31,7 +31,8 @@ interface Layer {
 const baseTemplates = new Map<string, string>()
 const BASE_TEMPLATE_CACHE = 1_000
 
-function stackOf(app: unknown): Layer[] | undefined {
+/** The layers of an app's router, on Express 4 and 5 (undefined for anything else). */
+export function routerStackOf(app: unknown): Layer[] | undefined {
   const candidate = app as { router?: { stack?: Layer[] }; _router?: { stack?: Layer[] } }
   // Express 5 has `app.router`; Express 4 has `app._router` (and throws on `app.router`).
   try {
@@ -88,7 +89,7 @@ function explain(stack: Layer[], path: string, depth: number): string | undefine
 function baseTemplateOf(req: RoutableRequest, base: string): string {
   const known = baseTemplates.get(base)
   if (known !== undefined) return known
-  const stack = stackOf(req.app)
+  const stack = routerStackOf(req.app)
   // Mounted sub-apps hide their router in a closure: keep what Express gave us then.
   const template = (stack === undefined ? undefined : explain(stack, base, 0)) ?? base
   if (baseTemplates.size >= BASE_TEMPLATE_CACHE) baseTemplates.clear()

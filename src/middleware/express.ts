@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import { contextStorage, LensContext } from '../context/context.js'
-import { normalizeMethod, routeOf } from '../context/route.js'
+import { normalizeMethod, routeOf, routerStackOf } from '../context/route.js'
 import { httpInstrumentation, kHttpRecorder } from '../instrument/marks.js'
 import type { RequestRecorder } from '../internal-types.js'
 import { captureSpan } from '../otel/capture.js'
@@ -76,7 +76,7 @@ const MAX_LAYERS = 2_000
  * instrumentation-express wraps the handler of every layer, looplens's own included, to make a
  * `middleware - looplensMiddleware` span per request: a span in every trace that only times
  * looplens, and, on a trivial route, 12% more instructions per request than OpenTelemetry alone
- * (`bench/instructions.js`, `otel+looplens` vs `otel+looplens-nospan`). The first time a request
+ * (`bench/instructions.js`, against the same app with `ignoreLayers` for it). The first time a request
  * of an app reaches the middleware, the wrapper around the middleware's own layer is taken off
  * with the wrapper's own `__unwrap()` (the shimmer every OpenTelemetry instrumentation patches
  * with): later requests call the middleware directly. No other layer is touched. Only the first
@@ -84,10 +84,6 @@ const MAX_LAYERS = 2_000
  * @returns how many wrappers were removed (0 when the app is not instrumented)
  */
 export function unwrapOwnLayer(app: unknown, handler: RequestHandler): number {
-  const application = app as { _router?: RouterLike; router?: RouterLike } | undefined
-  if (application === undefined || application === null) return 0
-  // Express 4 keeps its router in `_router` (its `app.router` getter throws); Express 5 in `router`.
-  const router = '_router' in application ? application._router : application.router
   let removed = 0
   let budget = MAX_LAYERS
   const visit = (stack: unknown, depth: number): void => {
@@ -106,7 +102,7 @@ export function unwrapOwnLayer(app: unknown, handler: RequestHandler): number {
     }
   }
   try {
-    visit(router?.stack, 0)
+    visit(routerStackOf(app), 0)
   } catch {
     // An app shaped unlike Express 4 or 5: leave it as it is.
   }
