@@ -11,6 +11,20 @@ export function median(values) {
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
+/** The configurations bench/server.js serves (what each is: the comment at its top). */
+export const CONFIGS = [
+  'bare',
+  'looplens',
+  'looplens-nostacks',
+  'prom-bundle',
+  'otel',
+  'otel+looplens',
+  'blocked-at',
+]
+
+/** Diagnostic configurations, never in a default run: one piece of looplens's work each. */
+export const ABLATIONS = ['ablate-noop', 'ablate-als', 'ablate-close', 'ablate-prom', 'ablate-all']
+
 /** Configurations of bench/server.js that run under the OpenTelemetry NodeSDK. */
 export const OTEL_CONFIGS = new Set(['otel', 'otel+looplens'])
 

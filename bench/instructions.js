@@ -47,20 +47,14 @@ import os from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { median, serverNodeArgs } from './common.js'
+import { CONFIGS, median, serverNodeArgs } from './common.js'
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
 /** Wait after the load before the idle windows, and how many idle windows (median taken). */
 const SETTLE_MS = 6000
 const IDLE_WINDOWS = 3
-const DEFAULT_CONFIGS = [
-  'bare',
-  'looplens',
-  'looplens-nostacks',
-  'prom-bundle',
-  'otel',
-  'otel+looplens',
-]
+/** Every configuration but blocked-at (never measured under valgrind here; `--configs` adds it). */
+const DEFAULT_CONFIGS = CONFIGS.filter((config) => config !== 'blocked-at')
 
 /** Budgets from DESIGN.md and the issues: [config, baseline, max instruction ratio, source]. */
 const BUDGETS = [

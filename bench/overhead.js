@@ -25,23 +25,9 @@ import os from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { median, serverNodeArgs } from './common.js'
+import { ABLATIONS, CONFIGS, median, serverNodeArgs } from './common.js'
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
-const ALL_CONFIGS = [
-  'bare',
-  'looplens',
-  'looplens-nostacks',
-  'prom-bundle',
-  'otel',
-  'otel+looplens',
-  'blocked-at',
-]
-/**
- * Diagnostic configurations, never in the default run: OpenTelemetry + looplens without the
- * middleware span, and one piece of looplens's per-request work each (ablate-*).
- */
-const ABLATIONS = ['ablate-noop', 'ablate-als', 'ablate-close', 'ablate-prom', 'ablate-all']
 
 /** Budgets from DESIGN.md and the issues: [config, baseline, max CPU ratio, min req/s ratio]. */
 const BUDGETS = [
@@ -58,7 +44,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '50' },
     rate: { type: 'string', default: '0' },
     seed: { type: 'string', default: '1' },
-    configs: { type: 'string', default: ALL_CONFIGS.join(',') },
+    configs: { type: 'string', default: CONFIGS.join(',') },
     loadgen: { type: 'string', default: 'auto' },
     'no-pin': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
@@ -80,7 +66,7 @@ if (args.help) {
                      CPU per request when the server is not saturated, and latency at that rate
                      (on this 2-core VM it is noisier than flat out: idle/wake-up costs dominate)
   --seed N           seed of the per-round shuffled order (default 1)
-  --configs a,b,…    from: ${ALL_CONFIGS.join(', ')} ("all" = every one; bare is always added)
+  --configs a,b,…    from: ${CONFIGS.join(', ')} ("all" = every one; bare is always added)
                      diagnostic ablations (one piece of looplens's work each): ${ABLATIONS.join(', ')}
   --loadgen wrk|autocannon|auto   (default auto: wrk when installed)
   --no-pin           do not pin server and load generator to separate CPUs
@@ -106,12 +92,11 @@ const seed = nonNegativeInteger('seed', args.seed)
 const pauseMs = rate > 0 ? Math.max(1, Math.round((connections * 1000) / rate)) : 0
 const maxInterference = nonNegativeInteger('max-interference', args['max-interference']) / 100
 const retries = nonNegativeInteger('retries', args.retries)
-let configs =
-  args.configs === 'all' ? [...ALL_CONFIGS] : args.configs.split(',').map((c) => c.trim())
+let configs = args.configs === 'all' ? [...CONFIGS] : args.configs.split(',').map((c) => c.trim())
 for (const config of configs) {
-  if (!ALL_CONFIGS.includes(config) && !ABLATIONS.includes(config)) {
+  if (!CONFIGS.includes(config) && !ABLATIONS.includes(config)) {
     fail(
-      `--configs: unknown configuration ${JSON.stringify(config)} (known: ${[...ALL_CONFIGS, ...ABLATIONS].join(', ')})`,
+      `--configs: unknown configuration ${JSON.stringify(config)} (known: ${[...CONFIGS, ...ABLATIONS].join(', ')})`,
     )
   }
 }

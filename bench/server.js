@@ -25,23 +25,11 @@
  *   ablate-all          all four pieces together (how much of looplens's cost they explain)
  */
 import { createRequire } from 'node:module'
+import { ABLATIONS, CONFIGS } from './common.js'
 
 const require = createRequire(import.meta.url)
 const config = process.env.BENCH_CONFIG ?? 'bare'
-const KNOWN = [
-  'bare',
-  'looplens',
-  'looplens-nostacks',
-  'prom-bundle',
-  'otel',
-  'otel+looplens',
-  'blocked-at',
-  'ablate-noop',
-  'ablate-als',
-  'ablate-close',
-  'ablate-prom',
-  'ablate-all',
-]
+const KNOWN = [...CONFIGS, ...ABLATIONS]
 if (!KNOWN.includes(config)) {
   throw new Error(`BENCH_CONFIG must be one of ${KNOWN.join(', ')} (received ${config})`)
 }
