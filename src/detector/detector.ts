@@ -8,7 +8,8 @@
  * - one run: one callback held the loop for the whole stall;
  * - several runs of two probes or more: several long callbacks back to back in one loop turn
  *   (queued requests of a blocking route) — one event each, split at the midpoints between runs;
- * - runs of one probe each: saturation, many short callbacks, nobody to blame.
+ * - runs of one probe each: saturation, many short callbacks, nobody to blame; so is one run whose
+ *   request began too late in the stall to have held the loop for a threshold.
  * The last probe may land just after the stall ended (it was sent while the loop was still
  * stuck), so a lone last probe after a long run belongs to that run.
  */
@@ -84,6 +85,18 @@ function culpritOfRun(run: Seen[]): Pick<Segment, 'frames' | 'culprit' | 'stackM
   return { frames: best.frames, culprit: best.culprit, stackMissing: undefined }
 }
 
+/** Many short callbacks in one loop turn: nobody to blame, no culprit. */
+function saturation(span: { startPerf: number; endPerf: number }): Segment {
+  return {
+    kind: 'saturation',
+    context: undefined,
+    frames: [],
+    culprit: undefined,
+    stackMissing: undefined,
+    ...span,
+  }
+}
+
 /**
  * Decide who held the loop from the probes taken inside the stall: one segment per long
  * callback, or one saturation segment; undefined when no probe ran inside it.
@@ -125,7 +138,18 @@ export function attribute(
     if (run.length === 1 && found.culprit === undefined && found.stackMissing === undefined) {
       return [{ kind: 'unknown', context: undefined, ...found, ...whole }]
     }
-    return [{ kind: 'callback', context: run[0]!.capture.context, ...found, ...whole }]
+    const context = run[0]!.capture.context
+    // A request (or task) that began inside the stall, less than a threshold before its end,
+    // cannot have held the loop for a threshold: the stall was other callbacks before it. This
+    // is what a short saturated loop turn looks like when the worker had time for one probe.
+    if (
+      context !== undefined &&
+      context.startTime > stall.startPerf &&
+      stall.endPerf - context.startTime < blockThresholdMs
+    ) {
+      return [saturation(whole)]
+    }
+    return [{ kind: 'callback', context, ...found, ...whole }]
   }
 
   // Split the stall at the midpoints between runs.
@@ -143,18 +167,7 @@ export function attribute(
   const long = bounds.filter(
     (bound) => bound.run.length >= 2 && bound.endPerf - bound.startPerf >= blockThresholdMs,
   )
-  if (long.length === 0) {
-    return [
-      {
-        kind: 'saturation',
-        context: undefined,
-        frames: [],
-        culprit: undefined,
-        stackMissing: undefined,
-        ...whole,
-      },
-    ]
-  }
+  if (long.length === 0) return [saturation(whole)]
   // Short runs between long ones are folded into the long run before them (or the first one).
   const segments: Segment[] = long.map((bound) => ({
     kind: 'callback',

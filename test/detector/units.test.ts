@@ -144,6 +144,20 @@ describe('attribute: single callback or saturation', () => {
     ])
   })
 
+  it('is saturation when the one request probed began too late in the stall to have held it', () => {
+    // Stall 0…100 ms, threshold 50: a request that started at 60 ran at most 40 ms of it.
+    const late = new LensContext('GET', '', undefined, 60)
+    const found = attribute([capture(70, late, 7)])
+    expect(found?.kind).toBe('saturation')
+    expect(found?.context).toBeUndefined()
+    // Started at 40: it may have held the loop for 60 ms, a threshold or more.
+    const early = new LensContext('GET', '', undefined, 40)
+    expect(attribute([capture(70, early, 7)])?.kind).toBe('callback')
+    // Started before the stall (work after an await): the stall may be all its own.
+    const before = new LensContext('GET', '', undefined, -500)
+    expect(attribute([capture(70, before, 7)])?.context).toBe(before)
+  })
+
   it('does not blame anyone for a single probe with no application frame', () => {
     const lone: Capture = {
       time: 1,
