@@ -142,7 +142,7 @@ export class Looplens {
           detector.noteLongSync(context, endPerf - context.syncMs, endPerf)
         }
       },
-      requestEnded(context: LensContext, statusCode: number | undefined): void {
+      requestEnded(context: LensContext, statusCode: number | undefined, endPerf?: number): void {
         context.ended = true
         const method = context.method
         const route = context.finalRoute ?? ''
@@ -151,7 +151,7 @@ export class Looplens {
           method,
           route,
           statusCode === undefined ? '' : statusCode,
-          (performance.now() - context.startTime) / 1000,
+          ((endPerf ?? performance.now()) - context.startTime) / 1000,
           context.syncMs / 1000,
           context.span,
         )

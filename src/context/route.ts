@@ -2,6 +2,7 @@
  * Route templates from Express, read only when needed (at the end of a request, or when a block
  * is attributed), never built per request.
  */
+import { baseUrlOf, matchedRouteOf } from './fields.js'
 
 /** The parts of an Express request the route is read from. */
 export interface RoutableRequest {
@@ -111,9 +112,9 @@ function pathToString(path: unknown): string {
  * and mounted routers give the full template (`/api/v1` + `/users/:id`).
  */
 export function routeOf(req: RoutableRequest): string | undefined {
-  const route = req.route as CachedRoute | undefined | null
+  const route = matchedRouteOf(req) as CachedRoute | undefined | null
   if (route === undefined || route === null) return undefined
-  const baseUrl = typeof req.baseUrl === 'string' ? req.baseUrl : ''
+  const baseUrl = baseUrlOf(req)
   // Built once per route object (and mount): the same string every time, whose hash V8 keeps,
   // so the metrics' series lookups by route are fast too.
   if (route[kTemplateBase] === baseUrl) return route[kTemplate]!

@@ -31,7 +31,6 @@ interface ResponseLike {
   writableFinished?: boolean
   destroyed?: boolean
   req?: unknown
-  looplensContext?: LensContext
 }
 
 interface Task {
@@ -205,13 +204,13 @@ export class BackgroundScheduler {
     if (queue === undefined) {
       const response = res as ResponseLike
       const store = contextStorage.getStore()
-      // The middleware hangs the context on the response until it closes; after that (a task
-      // added late), the handler still runs inside it.
+      // The request's own context, when called from inside it (the handler, or any callback or
+      // promise continuation of it). The middleware keeps nothing on the response to look it up
+      // by otherwise: a property per request would cost a new hidden class (context/fields.ts).
       const context =
-        response.looplensContext ??
-        (store !== undefined && store.req !== undefined && store.req === response.req
+        store !== undefined && store.req !== undefined && store.req === response.req
           ? store
-          : undefined)
+          : undefined
       queue = new ResponseTasks(this, response, onAbort ?? 'run', context)
       this.#queues.set(res, queue)
     } else if (onAbort !== undefined) {

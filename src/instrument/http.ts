@@ -25,6 +25,7 @@ import diagnosticsChannel from 'node:diagnostics_channel'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import { contextStorage, LensContext } from '../context/context.js'
+import { statusCodeOf } from '../context/fields.js'
 import { normalizeMethod, type RoutableRequest, routeOf } from '../context/route.js'
 import type { RequestRecorder } from '../internal-types.js'
 import { compileExclude } from '../middleware/express.js'
@@ -97,7 +98,7 @@ export function instrumentHttp(
     if (context === undefined) return
     this[kHttpContext] = undefined
     try {
-      end(context, this.writableFinished ? this.statusCode : undefined)
+      end(context, this.writableFinished ? statusCodeOf(this) : undefined)
     } catch (error) {
       options.warn('LOOPLENS_HTTP_FAILED', 'the http instrumentation failed on a response', error)
     }
@@ -171,7 +172,7 @@ export function instrumentHttp(
       const context = response[kHttpContext]
       if (context === undefined) return
       response[kHttpContext] = undefined
-      end(context, response.statusCode)
+      end(context, statusCodeOf(response))
     } catch (error) {
       options.warn('LOOPLENS_HTTP_FAILED', 'the http instrumentation failed on a response', error)
     }

@@ -2,14 +2,15 @@
  * `lens.express()`: request context, route template, RED and sync-time metrics.
  *
  * Per request: one context object, `enterWith` (so the request's own later callbacks — body
- * parser `data`/`end` events included — see it), two clock reads, and a `close` listener only
- * for a response still open when `next()` returns. Everything else is decided here, at
- * construction.
+ * parser `data`/`end` events included — see it), two clock reads, five keyed reads of `req` and
+ * `res` (context/fields.ts says why keyed), and a `close` listener only for a response still
+ * open when `next()` returns. Everything else is decided here, at construction.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import { contextStorage, LensContext } from '../context/context.js'
+import { methodOf, originalUrlOf, responseEnded, statusCodeOf } from '../context/fields.js'
 import { normalizeMethod, routeOf, routerStackOf } from '../context/route.js'
 import { httpInstrumentation, kHttpRecorder } from '../instrument/marks.js'
 import type { RequestRecorder } from '../internal-types.js'
@@ -115,19 +116,23 @@ export function createExpressMiddleware(
 ): RequestHandler {
   const isExcluded = compileExclude(excludePaths)
 
-  function onResponseClose(this: ServerResponse & { looplensContext?: LensContext }): void {
-    const context = this.looplensContext
-    if (context === undefined) return
-    this.looplensContext = undefined
-    const req = context.req as (Request & IncomingMessage) | undefined
-    context.finalRoute = req === undefined ? '' : (routeOf(req) ?? '')
-    recorder.requestEnded(context, this.writableFinished ? this.statusCode : undefined)
+  /**
+   * The `'close'` listener of a response still open when `next()` returned. A closure over the
+   * context rather than a property on `res`: a new property on Express's response costs it a new
+   * hidden class (see context/fields.ts). `context.ended` makes a second call a no-op.
+   */
+  function endOnClose(context: LensContext, res: ServerResponse): () => void {
+    return function onResponseClose(): void {
+      if (context.ended) return
+      const req = context.req as (Request & IncomingMessage) | undefined
+      context.finalRoute = req === undefined ? '' : (routeOf(req) ?? '')
+      recorder.requestEnded(context, res.writableFinished ? statusCodeOf(res) : undefined)
+    }
   }
 
   // The wrapper is looked for during the first requests only (once per app they come from), so
-  // that later requests read nothing more from `req` for it: on Express's request and response
-  // objects every property load misses V8's inline caches, ~1,000 instructions each
-  // (bench/callgrind-summary.js).
+  // that later requests read nothing more from `req` for it (context/fields.ts: what a read of
+  // Express's `req` costs).
   let unwrapChecks = 0
   let checkedApp: unknown
   return function looplensMiddleware(req: Request, res: Response, next: NextFunction): void {
@@ -148,12 +153,12 @@ export function createExpressMiddleware(
       next()
       return
     }
-    if (isExcluded?.(req.originalUrl ?? req.url)) {
+    if (isExcluded?.(originalUrlOf(req) ?? '/')) {
       next()
       return
     }
     const start = performance.now()
-    const context = new LensContext(normalizeMethod(req.method), '', req, start)
+    const context = new LensContext(normalizeMethod(methodOf(req)), '', req, start)
     captureSpan(context)
     // enterWith, not run(): the request's body arrives in later callbacks of the same async
     // resource, and a block in a body parser must still be attributed to this request.
@@ -165,20 +170,17 @@ export function createExpressMiddleware(
       const end = performance.now()
       context.syncMs = end - start
       recorder.syncEnded(context, end)
-      if (res.writableEnded) {
+      if (responseEnded(res)) {
         // Answered synchronously (res.end() already called): the request is over for us — its
         // status and route are known — so it is recorded now, with no 'close' listener at all.
         // That listener was a visible share of looplens's cost per request (bench/inproc.js).
         context.finalRoute = routeOf(req) ?? ''
-        recorder.requestEnded(context, res.statusCode)
+        recorder.requestEnded(context, statusCodeOf(res), end)
       } else {
-        ;(res as Response & { looplensContext?: LensContext }).looplensContext = context
         // Prepended: instrumentation-http ends the server span in its own 'close' listener,
         // added before any middleware ran; ours must run first to put the request's times on
-        // that span. prependListener, not prependOnceListener: no wrapper per request; the
-        // listener ignores a second call by itself (it takes the context off the response).
-        // Added after next(): a response's 'close' is never emitted synchronously.
-        res.prependListener('close', onResponseClose)
+        // that span. Added after next(): a response's 'close' is never emitted synchronously.
+        res.prependListener('close', endOnClose(context, res))
       }
     }
   }
