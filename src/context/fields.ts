@@ -9,7 +9,7 @@
  * load such as `req.method` then misses its inline cache and V8's stub cache and is resolved in
  * the runtime. A keyed load with a string key (`req[METHOD]`) is resolved by V8's generic lookup
  * builtin without leaving generated code. A getter on the prototype chain (`res.writableEnded`)
- * costs a walk up five prototypes either way, so the field behind it is read instead. Storing a
+ * costs a walk up four prototypes either way, so the field behind it is read instead. Storing a
  * new property costs a new hidden class, so looplens never stores anything on them per request:
  * what it needs later lives in its own context object or a closure. On Node 24, where those
  * hidden classes are shared again, all of this compiles to plain field loads.
@@ -64,7 +64,7 @@ export function statusCodeOf(res: object): number | undefined {
 /**
  * `res.writableEnded`: `end()` was called. Node's getter (20 to 24) returns the response's own
  * `finished` field, read here directly: a getter found on the prototype chain costs a
- * lookup through five prototypes on every request. Anything that is not such a response
+ * lookup through four prototypes on every request. Anything that is not such a response
  * falls back to the public getter.
  */
 export function responseEnded(res: object): boolean {

@@ -2,7 +2,7 @@
  * `lens.express()`: request context, route template, RED and sync-time metrics.
  *
  * Per request: one context object, `enterWith` (so the request's own later callbacks — body
- * parser `data`/`end` events included — see it), two clock reads, five keyed reads of `req` and
+ * parser `data`/`end` events included — see it), two clock reads, six keyed reads of `req` and
  * `res` (context/fields.ts says why keyed), and a `close` listener only for a response still
  * open when `next()` returns. Everything else is decided here, at construction.
  */
