@@ -32,15 +32,20 @@ interface Layer {
 const baseTemplates = new Map<string, string>()
 const BASE_TEMPLATE_CACHE = 1_000
 
-/** The layers of an app's router, on Express 4 and 5 (undefined for anything else). */
-export function routerStackOf(app: unknown): Layer[] | undefined {
+/** An app's router, on Express 4 and 5 (undefined for anything else). */
+export function routerOf(app: unknown): { stack?: Layer[] } | undefined {
   const candidate = app as { router?: { stack?: Layer[] }; _router?: { stack?: Layer[] } }
   // Express 5 has `app.router`; Express 4 has `app._router` (and throws on `app.router`).
   try {
-    return candidate?._router?.stack ?? candidate?.router?.stack
+    return candidate?._router ?? candidate?.router ?? undefined
   } catch {
     return undefined
   }
+}
+
+/** The layers of an app's router, on Express 4 and 5 (undefined for anything else). */
+export function routerStackOf(app: unknown): Layer[] | undefined {
+  return routerOf(app)?.stack
 }
 
 /** The template of the part of `path` a mount layer matched (`layer.match` just ran). */

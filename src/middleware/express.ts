@@ -4,17 +4,23 @@
  * Per request: one context object, `enterWith` (so the request's own later callbacks — body
  * parser `data`/`end` events included — see it), two clock reads, six keyed reads of `req` and
  * `res` (context/fields.ts says why keyed), and a `close` listener only for a response still
- * open when `next()` returns. Everything else is decided here, at construction.
+ * open when `next()` returns. Everything else is decided here, at construction. As the app's
+ * first middleware, it runs from the app's `handle` rather than as a router layer
+ * (own-layer.ts): the same work around the same requests, one router layer fewer.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import { contextStorage, LensContext } from '../context/context.js'
 import { methodOf, originalUrlOf, responseEnded, statusCodeOf } from '../context/fields.js'
-import { normalizeMethod, routeOf, routerStackOf } from '../context/route.js'
+import { normalizeMethod, type RoutableRequest, routeOf } from '../context/route.js'
 import { httpInstrumentation, kHttpRecorder } from '../instrument/marks.js'
 import type { RequestRecorder } from '../internal-types.js'
 import { captureSpan } from '../otel/capture.js'
+import { type AppHandle, hoistOwnLayer, unwrapOwnLayer } from './own-layer.js'
+
+/** Requests of a middleware that look at the app they come from (see own-layer.ts). */
+const APP_CHECKS = 16
 
 /**
  * Compile `excludePaths` into one test of a request URL (query string included), or `undefined`
@@ -54,62 +60,6 @@ export function pathOf(url: string | undefined): string {
   return query === -1 ? url : url.slice(0, query)
 }
 
-/** The parts of an Express app and router this module reads (4 and 5 differ in where). */
-interface RouterLike {
-  stack?: unknown
-}
-interface LayerLike {
-  handle?: unknown
-  route?: RouterLike
-}
-interface ShimmerWrapper {
-  __original?: unknown
-  __unwrap?: () => void
-}
-
-/** Requests of a middleware that look for its wrapper (see {@link unwrapOwnLayer}). */
-const UNWRAP_CHECKS = 16
-
-/** Bound on the layers looked at: an app is searched once, never at length. */
-const MAX_LAYERS = 2_000
-
-/**
- * instrumentation-express wraps the handler of every layer, looplens's own included, to make a
- * `middleware - looplensMiddleware` span per request: a span in every trace that only times
- * looplens, and, on a trivial route, 12% more instructions per request than OpenTelemetry alone
- * (`bench/instructions.js`, against the same app with `ignoreLayers` for it). The first time a request
- * of an app reaches the middleware, the wrapper around the middleware's own layer is taken off
- * with the wrapper's own `__unwrap()` (the shimmer every OpenTelemetry instrumentation patches
- * with): later requests call the middleware directly. No other layer is touched. Only the first
- * 16 requests of a middleware look: an app whose first request comes later keeps the wrapper.
- * @returns how many wrappers were removed (0 when the app is not instrumented)
- */
-export function unwrapOwnLayer(app: unknown, handler: RequestHandler): number {
-  let removed = 0
-  let budget = MAX_LAYERS
-  const visit = (stack: unknown, depth: number): void => {
-    if (!Array.isArray(stack) || depth > 4) return
-    for (const layer of stack as LayerLike[]) {
-      if (--budget < 0) return
-      if (typeof layer?.handle !== 'function') continue
-      const handle = layer.handle as ShimmerWrapper & RouterLike
-      if (handle.__original === handler && typeof handle.__unwrap === 'function') {
-        handle.__unwrap()
-        if (layer.handle === handler) removed++
-      } else {
-        visit(handle.stack, depth + 1) // a nested router
-      }
-      visit(layer.route?.stack, depth + 1)
-    }
-  }
-  try {
-    visit(routerStackOf(app), 0)
-  } catch {
-    // An app shaped unlike Express 4 or 5: leave it as it is.
-  }
-  return removed
-}
-
 export function createExpressMiddleware(
   recorder: RequestRecorder,
   excludePaths: ReadonlyArray<string | RegExp>,
@@ -130,58 +80,88 @@ export function createExpressMiddleware(
     }
   }
 
-  // The wrapper is looked for during the first requests only (once per app they come from), so
-  // that later requests read nothing more from `req` for it (context/fields.ts: what a read of
-  // Express's `req` costs).
-  let unwrapChecks = 0
-  let checkedApp: unknown
-  return function looplensMiddleware(req: Request, res: Response, next: NextFunction): void {
-    if (unwrapChecks < UNWRAP_CHECKS) {
-      unwrapChecks++
-      const app = req.app
-      if (app !== checkedApp) {
-        checkedApp = app
-        unwrapOwnLayer(app, looplensMiddleware)
-      }
-    }
+  /** Start measuring a request: its context, entered. `undefined` when it is not measured. */
+  function begin(req: IncomingMessage, res: ServerResponse): LensContext | undefined {
     // Already measured for this recorder by the zero-code http instrumentation (the preload):
     // its context is entered and will be ended; a second one would count the request twice.
     if (
       httpInstrumentation.active &&
-      (res as Response & { [kHttpRecorder]?: RequestRecorder })[kHttpRecorder] === recorder
+      (res as ServerResponse & { [kHttpRecorder]?: RequestRecorder })[kHttpRecorder] === recorder
     ) {
-      next()
-      return
+      return undefined
     }
-    if (isExcluded?.(originalUrlOf(req) ?? '/')) {
-      next()
-      return
-    }
-    const start = performance.now()
-    const context = new LensContext(normalizeMethod(methodOf(req)), '', req, start)
+    if (isExcluded?.(originalUrlOf(req) ?? '/')) return undefined
+    const context = new LensContext(
+      normalizeMethod(methodOf(req)),
+      '',
+      req as RoutableRequest,
+      performance.now(),
+    )
     captureSpan(context)
     // enterWith, not run(): the request's body arrives in later callbacks of the same async
     // resource, and a block in a body parser must still be attributed to this request.
     contextStorage.enterWith(context)
     recorder.requestStarted(context)
+    return context
+  }
+
+  /** What follows the middleware (the rest of the app) returned: its synchronous part is over. */
+  function endSync(context: LensContext, req: IncomingMessage, res: ServerResponse): void {
+    const end = performance.now()
+    context.syncMs = end - context.startTime
+    recorder.syncEnded(context, end)
+    if (responseEnded(res)) {
+      // Answered synchronously (res.end() already called): the request is over for us — its
+      // status and route are known — so it is recorded now, with no 'close' listener at all.
+      // That listener was a visible share of looplens's cost per request (bench/inproc.js).
+      context.finalRoute = routeOf(req as RoutableRequest) ?? ''
+      recorder.requestEnded(context, statusCodeOf(res), end)
+    } else {
+      // Prepended: instrumentation-http ends the server span in its own 'close' listener,
+      // added before any middleware ran; ours must run first to put the request's times on
+      // that span. Added after next(): a response's 'close' is never emitted synchronously.
+      res.prependListener('close', endOnClose(context, res))
+    }
+  }
+
+  /** The app's handle, with the middleware's work around it (see own-layer.ts). */
+  function hoisted(original: AppHandle): AppHandle {
+    return function looplensHandle(req, res, callback) {
+      const context = begin(req, res)
+      if (context === undefined) return original.call(this, req, res, callback)
+      try {
+        return original.call(this, req, res, callback)
+      } finally {
+        endSync(context, req, res)
+      }
+    }
+  }
+
+  // The app is looked at during the first requests only (once per app they come from), so that
+  // later requests read nothing more from `req` for it (context/fields.ts: what a read of
+  // Express's `req` costs).
+  let appChecks = 0
+  let checkedApp: unknown
+  return function looplensMiddleware(req: Request, res: Response, next: NextFunction): void {
+    if (appChecks < APP_CHECKS) {
+      appChecks++
+      const app = req.app
+      if (app !== checkedApp) {
+        checkedApp = app
+        if (!hoistOwnLayer(app, looplensMiddleware, hoisted)) {
+          unwrapOwnLayer(app, looplensMiddleware)
+        }
+      }
+    }
+    const context = begin(req, res)
+    if (context === undefined) {
+      next()
+      return
+    }
     try {
       next()
     } finally {
-      const end = performance.now()
-      context.syncMs = end - start
-      recorder.syncEnded(context, end)
-      if (responseEnded(res)) {
-        // Answered synchronously (res.end() already called): the request is over for us — its
-        // status and route are known — so it is recorded now, with no 'close' listener at all.
-        // That listener was a visible share of looplens's cost per request (bench/inproc.js).
-        context.finalRoute = routeOf(req) ?? ''
-        recorder.requestEnded(context, statusCodeOf(res), end)
-      } else {
-        // Prepended: instrumentation-http ends the server span in its own 'close' listener,
-        // added before any middleware ran; ours must run first to put the request's times on
-        // that span. Added after next(): a response's 'close' is never emitted synchronously.
-        res.prependListener('close', endOnClose(context, res))
-      }
+      endSync(context, req, res)
     }
   }
 }

@@ -11,7 +11,7 @@ import express5 from 'express'
 import express4 from 'express4'
 import { createLooplens } from 'looplens'
 import { describe, expect, it } from 'vitest'
-import { unwrapOwnLayer } from '../../src/middleware/express.js'
+import { unwrapOwnLayer } from '../../src/middleware/own-layer.js'
 
 interface Layer {
   handle: ((...args: unknown[]) => unknown) & { __original?: unknown; __unwrap?: () => void }
@@ -89,6 +89,8 @@ describe('lens.express() and the wrapper of its layer', () => {
     const lens = createLooplens({ captureStacks: false })
     const middleware = lens.express()
     const app = express5()
+    // Behind another middleware: as the first one, it would leave the router (next test).
+    app.use(otherMiddleware)
     app.use(middleware)
     app.get('/x', (_req, res) => {
       res.end('ok')
@@ -106,6 +108,37 @@ describe('lens.express() and the wrapper of its layer', () => {
       wrap(own)
       expect((await fetch(url)).status).toBe(200)
       expect(own.handle.__original).toBe(middleware)
+    } finally {
+      server.close()
+      await lens.close()
+    }
+  })
+})
+
+describe.each([
+  { name: 'Express 4', express: express4 as unknown as typeof express5 },
+  { name: 'Express 5', express: express5 },
+])('lens.express() first in an instrumented app, $name', ({ express }) => {
+  it('leaves the router at the first request, wrapper and all', async () => {
+    const lens = createLooplens({ captureStacks: false })
+    const middleware = lens.express()
+    const app = express()
+    app.use(middleware)
+    app.get('/x', (_req, res) => {
+      res.end('ok')
+    })
+    for (const layer of stackOf(app)) wrap(layer)
+    const server = app.listen(0, '127.0.0.1')
+    try {
+      await once(server, 'listening')
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/x`
+      expect((await fetch(url)).status).toBe(200)
+      const own = (layer: Layer) =>
+        layer.handle === middleware || layer.handle.__original === middleware
+      expect(stackOf(app).filter(own)).toHaveLength(0)
+      expect(stackOf(app).filter((layer) => layer.route !== undefined)).toHaveLength(1)
+      expect((app as unknown as { handle: { name: string } }).handle.name).toBe('looplensHandle')
+      expect((await fetch(url)).status).toBe(200)
     } finally {
       server.close()
       await lens.close()
