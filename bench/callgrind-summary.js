@@ -14,7 +14,7 @@
  * V8's generated code has no symbols, so callgrind names a JavaScript function by its address.
  * With `--perf-basic-prof-only-functions` V8 writes /tmp/perf-<pid>.map (address, size, name of
  * every compiled function); this script reads the map of the dump's pid and names them.
- * Requests per dump come from `instructions.js` (`--requests`, default 2000).
+ * Requests per dump: `--requests`, as given to `instructions.js` (default 10000, as there).
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -23,7 +23,7 @@ const { values: args, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     top: { type: 'string', default: '30' },
-    requests: { type: 'string', default: '2000' },
+    requests: { type: 'string', default: '10000' },
     callees: { type: 'string' },
   },
 })

@@ -4,7 +4,7 @@
  * without the shared machine's noise.
  *
  *   npm run bench:instructions          (root: build, install bench/, run this)
- *   node bench/instructions.js --configs bare,looplens,otel,otel+looplens --requests 2000
+ *   node bench/instructions.js --configs bare,looplens,otel,otel+looplens --requests 3000
  *   node bench/instructions.js --node /usr/bin/node,/path/to/node24 --jobs 2   (a column per Node)
  *   node bench/instructions.js --configs bare,looplens --keep /tmp/cg   (then callgrind-summary.js)
  *
@@ -27,6 +27,12 @@
  * the server runs ~50× slower, so a window lasts ~50× longer than it would natively and timers
  * would weigh ~50× too much per request; the idle rate takes them out, and they are shown apart
  * (instructions per second, the same natively: a timer fires on the clock, not per request).
+ *
+ * Why 10,000 requests per window: bare Express 5 on Node 20 makes a full (mark-compact) GC about
+ * every 2,500 requests (`node --trace-gc`), ~60 million instructions each, and V8 keeps
+ * recompiling its request path, about a quarter of all instructions. A 3,000-request window held
+ * one such GC or two, which moved a configuration's count by ±2% from run to run; 10,000 requests
+ * average over about four.
  *
  * The load generator runs natively, outside valgrind; only the server is counted. Instructions
  * are not time (a cache miss costs more than an add), but for the same request path they are the
@@ -66,7 +72,7 @@ const { values: args } = parseArgs({
   options: {
     configs: { type: 'string', default: DEFAULT_CONFIGS.join(',') },
     warmup: { type: 'string', default: '5000' },
-    requests: { type: 'string', default: '3000' },
+    requests: { type: 'string', default: '10000' },
     connections: { type: 'string', default: '1' },
     idle: { type: 'string', default: '4' },
     repeat: { type: 'string', default: '3' },
