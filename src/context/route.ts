@@ -37,7 +37,7 @@ export function routerOf(app: unknown): { stack?: Layer[] } | undefined {
   const candidate = app as { router?: { stack?: Layer[] }; _router?: { stack?: Layer[] } }
   // Express 5 has `app.router`; Express 4 has `app._router` (and throws on `app.router`).
   try {
-    return candidate?._router ?? candidate?.router ?? undefined
+    return candidate?._router ?? candidate?.router
   } catch {
     return undefined
   }

@@ -5,7 +5,7 @@
  * router walks on unharmed, and any other placement keeps its layer.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { NextFunction, Request, RequestHandler, Response } from 'express'
+import type { NextFunction, Request, Response } from 'express'
 import { createLooplens, type Looplens } from 'looplens'
 import { afterEach, describe, expect, it } from 'vitest'
 import { EXPRESS_VERSIONS } from '../helpers/express.js'
@@ -15,12 +15,16 @@ import { busy, type Listening, listen } from '../helpers/server.js'
 interface LayerLike {
   name: string
 }
-type AppLike = RequestHandler & { handle: { name: string } }
 
 function layerNames(app: unknown): string[] {
   const candidate = app as { _router?: { stack: LayerLike[] }; router?: { stack: LayerLike[] } }
   const stack = '_router' in candidate ? candidate._router!.stack : candidate.router!.stack
   return stack.map((layer) => layer.name)
+}
+
+/** The name of an app's `handle`: `handle` (Express's own) or `looplensHandle`. */
+function handleName(app: unknown): string {
+  return (app as { handle: { name: string } }).handle.name
 }
 
 async function get(server: Listening, path: string): Promise<number> {
@@ -84,7 +88,7 @@ describe.each(EXPRESS_VERSIONS)('lens.express() as the first middleware, $name',
 
     expect(await get(server, '/api/v1/users/1?q=1')).toBe(200) // through the layer
     expect(layerNames(app)).toEqual(before.filter((name) => name !== 'looplensMiddleware'))
-    expect((app as unknown as AppLike).handle.name).toBe('looplensHandle')
+    expect(handleName(app)).toBe('looplensHandle')
 
     for (let i = 2; i <= 4; i++) expect(await get(server, `/api/v1/users/${i}?q=${i}`)).toBe(200)
     expect(await get(server, '/busy')).toBe(200)
@@ -169,7 +173,7 @@ describe.each(EXPRESS_VERSIONS)('lens.express() as the first middleware, $name',
       const server = await serve(app)
       for (const path of ['/x', '/api/x', '/other', '/r/x']) await get(server, path)
       expect(layerNames(app)).toEqual(names)
-      expect((app as unknown as AppLike).handle.name).toBe('handle')
+      expect(handleName(app)).toBe('handle')
     }
     const samples = await samplesOf(lens)
     expect(requests(samples, '/x', '200')).toBe(1)
@@ -196,8 +200,8 @@ describe.each(EXPRESS_VERSIONS)('lens.express() as the first middleware, $name',
       expect(await get(server, '/home')).toBe(200)
     }
     expect(layerNames(sub)).not.toContain('looplensMiddleware')
-    expect((sub as unknown as AppLike).handle.name).toBe('looplensHandle')
-    expect((main as unknown as AppLike).handle.name).toBe('handle')
+    expect(handleName(sub)).toBe('looplensHandle')
+    expect(handleName(main)).toBe('handle')
     const samples = await samplesOf(lens)
     expect(requests(samples, '/shop/items/:id', '200')).toBe(3)
     expect(requests(samples, '/home', '200')).toBe(0)
