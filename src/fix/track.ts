@@ -6,9 +6,11 @@
  * same promise object, not a copy) and throws exactly what `fn` throws. Every call runs in a
  * context `{task: name}` (method and route empty), so a block inside carries `task`, and is
  * measured in `looplens_task_duration_seconds{task, outcome}` (sync functions, and async ones
- * until their promise settles).
+ * until their promise settles). Only a native promise is observed: any other thenable (a lazy
+ * query builder) is returned untouched and measured as a sync call.
  */
 import { performance } from 'node:perf_hooks'
+import { isPromise } from 'node:util/types'
 import { LensContext } from '../context/context.js'
 import type { FixMetrics } from '../exporters/fix-metrics.js'
 import type { RequestRecorder } from '../internal-types.js'
@@ -64,14 +66,14 @@ export function createTracked<F extends (...args: never[]) => unknown>(
       ended(start, true)
       throw error
     }
-    if (
-      (typeof result === 'object' || typeof result === 'function') &&
-      result !== null &&
-      typeof (result as PromiseLike<unknown>).then === 'function'
-    ) {
-      // Observe the promise without changing it: the caller gets the original object, and a
-      // rejection the caller does not handle stays the caller's (this branch handles its own).
-      ;(result as PromiseLike<unknown>).then(
+    if (isPromise(result)) {
+      // Observe native promises only. Any other thenable may be lazy — a knex or mongoose query
+      // runs when `.then()` is called — so calling it would run the query a second time (mongoose
+      // throws "Query was already executed"); such a result is measured as a sync call.
+      // `Promise.prototype.then` is called directly so a subclass's own `then` is never run.
+      // The caller gets the original object; this branch handles its own settlement.
+      Promise.prototype.then.call(
+        result,
         () => {
           context.ended = true
           ended(start, false)

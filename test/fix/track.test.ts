@@ -106,6 +106,51 @@ describe('lens.track(name, fn)', () => {
     expect(sum).toBeGreaterThanOrEqual(0.1)
   })
 
+  it('runs a lazy thenable (a knex/mongoose query) once: only native promises are observed', async () => {
+    lens = createLooplens({ captureStacks: false })
+    // A query builder: nothing runs until `.then()` is called, and every call runs it again.
+    let executions = 0
+    function lazyQuery() {
+      return {
+        // biome-ignore lint/suspicious/noThenProperty: a lazy thenable is exactly what is tested
+        then(onFulfilled: (rows: string[]) => unknown, onRejected?: (error: unknown) => unknown) {
+          executions += 1
+          return Promise.resolve(['row']).then(onFulfilled, onRejected)
+        },
+      }
+    }
+    const findOrders = lens.track('find-orders', () => lazyQuery())
+    const query = findOrders()
+    await sleep(20)
+    expect(executions).toBe(0) // looplens did not run the query
+    expect(await query).toEqual(['row'])
+    expect(executions).toBe(1) // the caller's await ran it exactly once
+    // Measured as a sync call: the thenable is not a promise looplens may observe.
+    expect(await taskCount('find-orders', 'success')).toBe(1)
+
+    // A Promise subclass's own `then` is not run either; its settlement is still observed.
+    let subclassThenCalls = 0
+    class CountingPromise<T> extends Promise<T> {
+      // biome-ignore lint/suspicious/noThenProperty: overriding then is the point of the case
+      override then<A = T, B = never>(
+        onFulfilled?: ((value: T) => A | PromiseLike<A>) | null,
+        onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+      ): Promise<A | B> {
+        subclassThenCalls += 1
+        return super.then(onFulfilled, onRejected)
+      }
+    }
+    const subclassed = lens.track(
+      'subclassed',
+      () => new CountingPromise<number>((resolve) => resolve(7)),
+    )
+    const result = subclassed()
+    expect(subclassThenCalls).toBe(0)
+    await sleep(10)
+    expect(await taskCount('subclassed', 'success')).toBe(1)
+    expect(result).toBeInstanceOf(CountingPromise)
+  })
+
   it('rejects a missing name or function, naming the argument', async () => {
     lens = createLooplens({ captureStacks: false })
     expect(() => lens!.track('', () => 1)).toThrow(
