@@ -97,6 +97,10 @@ export class FixMetrics {
   close(): void {
     if (this.#closed) return
     this.#closed = true
-    for (const name of Object.values(FIX_METRIC_NAMES)) release(this.registry, name)
+    const registry = this.registry
+    release(registry, FIX_METRIC_NAMES.backgroundTaskDuration, this.backgroundTaskDuration)
+    release(registry, FIX_METRIC_NAMES.backgroundTasksActive, this.backgroundTasksActive)
+    release(registry, FIX_METRIC_NAMES.taskDuration, this.taskDuration)
+    release(registry, FIX_METRIC_NAMES.shedRequests, this.shedRequests)
   }
 }

@@ -39,6 +39,12 @@ type Releasable = object
  * Metrics shared per registry: two instances on one registry (or one instance created twice in
  * a test run) reuse the same metric objects instead of throwing "already registered", and the
  * last `close()` removes them.
+ *
+ * The registry is the truth, not this bookkeeping: `registry.clear()` (or `removeSingleMetric`)
+ * removes our metrics behind our back, a common idiom between tests. An entry whose metric is no
+ * longer the one registered under its name is stale: the next instance creates and registers a
+ * fresh metric (as prom-client's own would start again after clear()), and the instances from
+ * before go on recording into the removed one, which the user took out of the registry.
  */
 const sharedMetrics = new WeakMap<Registry, Map<string, { metric: Releasable; users: number }>>()
 
@@ -53,11 +59,13 @@ export function acquire<T extends Releasable>(
     sharedMetrics.set(registry, byName)
   }
   const entry = byName.get(name)
-  if (entry !== undefined) {
+  const existing = registry.getSingleMetric(name)
+  if (entry !== undefined && (existing as unknown) === entry.metric) {
     entry.users++
     return entry.metric as T
   }
-  const existing = registry.getSingleMetric(name)
+  // Stale (cleared from the registry): forget it; release() of its users then finds nothing.
+  if (entry !== undefined) byName.delete(name)
   if (existing !== undefined) {
     // Registered by someone else (another copy of looplens, or the user): reuse, never remove.
     byName.set(name, { metric: existing as unknown as T, users: Number.POSITIVE_INFINITY })
@@ -68,13 +76,18 @@ export function acquire<T extends Releasable>(
   return metric
 }
 
-export function release(registry: Registry, name: string): void {
-  const entry = sharedMetrics.get(registry)?.get(name)
-  if (entry === undefined) return
+/**
+ * One user of `metric` is done with it. By identity, not by name alone: an instance from before a
+ * `registry.clear()` must not take away the metric a later instance registered under that name.
+ */
+export function release(registry: Registry, name: string, metric: Releasable): void {
+  const byName = sharedMetrics.get(registry)
+  const entry = byName?.get(name)
+  if (entry === undefined || entry.metric !== metric) return
   entry.users--
   if (entry.users <= 0) {
-    sharedMetrics.get(registry)?.delete(name)
-    registry.removeSingleMetric(name)
+    byName!.delete(name)
+    if ((registry.getSingleMetric(name) as unknown) === metric) registry.removeSingleMetric(name)
   }
 }
 
@@ -379,6 +392,12 @@ export class PrometheusExporter {
     this.#closed = true
     this.#delay.removeSource?.(this.#sources.drainDelay)
     this.#utilization.removeSource?.(this.#sources.utilization)
-    for (const name of Object.values(METRIC_NAMES)) release(this.registry, name)
+    const registry = this.registry
+    release(registry, METRIC_NAMES.requestDuration, this.requestDuration)
+    release(registry, METRIC_NAMES.activeRequests, this.activeRequests)
+    release(registry, METRIC_NAMES.syncDuration, this.syncDuration)
+    release(registry, METRIC_NAMES.blockDuration, this.blockDuration)
+    release(registry, METRIC_NAMES.delay, this.#delay)
+    release(registry, METRIC_NAMES.utilization, this.#utilization)
   }
 }
