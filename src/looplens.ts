@@ -88,14 +88,21 @@ export class Looplens {
       })
       this.#publisher.subscribeInternal(this.#otel.recordBlock)
     }
-    this.#prometheus = new PrometheusExporter(
-      registry,
-      {
-        drainDelay: () => this.#delay.drain(),
-        utilization: () => this.#scrapeUtilization.next(),
-      },
-      otelApi !== undefined,
-    )
+    try {
+      this.#prometheus = new PrometheusExporter(
+        registry,
+        {
+          drainDelay: () => this.#delay.drain(),
+          utilization: () => this.#scrapeUtilization.next(),
+        },
+        otelApi !== undefined,
+      )
+    } catch (error) {
+      // options.registry refused our metrics (the error names it): stop what already started.
+      this.#delay.close()
+      this.#otel?.close()
+      throw error
+    }
     this.#publisher.subscribeInternal(this.#prometheus.recordBlock)
     this.#publisher.subscribeInternal(this.#report.recordBlock)
     if (this.options.captureStacks) {

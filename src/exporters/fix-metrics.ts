@@ -1,12 +1,12 @@
 /**
  * Metrics of the fixes (`lens.background()`, `lens.track()`, `lens.guard()`), registered through
- * the same per-registry `acquire()/release()` as the core metrics: two instances on one registry
+ * the same per-registry leases (`MetricLeases`) as the core metrics: two instances on one registry
  * share them, and the last `close()` removes them.
  *
  * Registered on first use of any fix, so an application that uses none of them exports none.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import { acquire, release } from './prometheus.js'
+import { MetricLeases } from './prometheus.js'
 
 /** Names of the fixes' metrics (the contract: dashboards depend on them). */
 export const FIX_METRIC_NAMES = {
@@ -42,12 +42,14 @@ export class FixMetrics {
   readonly backgroundTasksActive: Gauge<'task'>
   readonly taskDuration: Histogram<'task' | 'outcome'>
   readonly shedRequests: Counter<'reason'>
+  readonly #leases: MetricLeases
   #closed = false
 
+  /** @throws TypeError naming options.registry when the registry refuses a metric. */
   constructor(registry: Registry) {
     this.registry = registry
-    this.backgroundTaskDuration = acquire(
-      registry,
+    this.#leases = new MetricLeases(registry)
+    this.backgroundTaskDuration = this.#leases.take(
       FIX_METRIC_NAMES.backgroundTaskDuration,
       () =>
         new Histogram({
@@ -58,8 +60,7 @@ export class FixMetrics {
           registers: [registry],
         }),
     )
-    this.backgroundTasksActive = acquire(
-      registry,
+    this.backgroundTasksActive = this.#leases.take(
       FIX_METRIC_NAMES.backgroundTasksActive,
       () =>
         new Gauge({
@@ -69,8 +70,7 @@ export class FixMetrics {
           registers: [registry],
         }),
     )
-    this.taskDuration = acquire(
-      registry,
+    this.taskDuration = this.#leases.take(
       FIX_METRIC_NAMES.taskDuration,
       () =>
         new Histogram({
@@ -81,8 +81,7 @@ export class FixMetrics {
           registers: [registry],
         }),
     )
-    this.shedRequests = acquire(
-      registry,
+    this.shedRequests = this.#leases.take(
       FIX_METRIC_NAMES.shedRequests,
       () =>
         new Counter({
@@ -97,10 +96,6 @@ export class FixMetrics {
   close(): void {
     if (this.#closed) return
     this.#closed = true
-    const registry = this.registry
-    release(registry, FIX_METRIC_NAMES.backgroundTaskDuration, this.backgroundTaskDuration)
-    release(registry, FIX_METRIC_NAMES.backgroundTasksActive, this.backgroundTasksActive)
-    release(registry, FIX_METRIC_NAMES.taskDuration, this.taskDuration)
-    release(registry, FIX_METRIC_NAMES.shedRequests, this.shedRequests)
+    this.#leases.releaseAll()
   }
 }

@@ -38,6 +38,9 @@ export function scrape(
   return result
 }
 
+/** What a failed scrape answers: nothing of the error itself. */
+const SCRAPE_FAILED_BODY = 'looplens: metrics collection failed\n'
+
 export type MetricsHandler = (
   req: IncomingMessage,
   res: ServerResponse,
@@ -53,10 +56,12 @@ export function createMetricsHandler(registry: Registry, warnings: Warnings): Me
         res.end(body)
       },
       (error: unknown) => {
-        warnings.once('LOOPLENS_SCRAPE_FAILED', 'collecting metrics failed', error)
+        // The error goes to the operator (once, with its cause), never to the scraper: its text
+        // may hold internal detail (hosts, paths, credentials in a collector's message).
+        warnings.once('LOOPLENS_SCRAPE_FAILED', 'metrics collection failed', error)
         res.statusCode = 500
         res.setHeader('Content-Type', 'text/plain; charset=utf-8')
-        res.end(`looplens: collecting metrics failed: ${(error as Error)?.message ?? error}\n`)
+        res.end(SCRAPE_FAILED_BODY)
       },
     )
   }

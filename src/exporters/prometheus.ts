@@ -92,6 +92,59 @@ export function release(registry: Registry, name: string, metric: Releasable): v
 }
 
 /**
+ * The metrics one instance acquired, released together. A registry that throws while they are
+ * acquired (a `registerMetric` that refuses, a foreign metric of our name) leaves nothing behind:
+ * what was acquired before is released, and the error names `options.registry` and keeps the
+ * registry's own error as its cause.
+ */
+export class MetricLeases {
+  readonly #registry: Registry
+  readonly #held: { name: string; metric: Releasable }[] = []
+
+  constructor(registry: Registry) {
+    this.#registry = registry
+  }
+
+  /**
+   * {@link acquire}, checked: when `type` is given, the metric found must be one of ours.
+   * @throws TypeError naming options.registry (cause: the registry's error)
+   */
+  take<T extends Releasable>(
+    name: string,
+    create: () => T,
+    type?: abstract new (...args: never[]) => T,
+  ): T {
+    let metric: T
+    try {
+      metric = acquire(this.#registry, name, create)
+    } catch (error) {
+      this.releaseAll()
+      throw new TypeError(
+        `options.registry failed to register the metric ${name}: ${messageOf(error)}`,
+        { cause: error },
+      )
+    }
+    this.#held.push({ name, metric })
+    if (type !== undefined && !(metric instanceof type)) {
+      this.releaseAll()
+      throw new TypeError(
+        `options.registry already has a metric named ${name} that looplens did not create: remove it, or give looplens its own registry`,
+      )
+    }
+    return metric
+  }
+
+  /** Release every metric taken (idempotent). */
+  releaseAll(): void {
+    for (const { name, metric } of this.#held.splice(0)) release(this.#registry, name, metric)
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+/**
  * A metric read from the loop monitor at scrape time, in prom-client's collector shape (`get()`),
  * so it prints in both the Prometheus and the OpenMetrics format. Several instances of looplens
  * on one registry share it; the most recent open one is the source.
@@ -248,17 +301,6 @@ export interface PrometheusSources {
   utilization: () => number
 }
 
-/**
- * A metric of ours found in the registry, or a clear error when the name is taken by something
- * else (another library's metric of the same name): reusing that would record nothing.
- */
-function ours<T>(metric: unknown, type: abstract new (...args: never[]) => T, name: string): T {
-  if (metric instanceof type) return metric
-  throw new TypeError(
-    `options.registry already has a metric named ${name} that looplens did not create: remove it, or give looplens its own registry`,
-  )
-}
-
 /** Recording functions used by the middleware and the block pipeline. */
 export class PrometheusExporter {
   readonly registry: Registry
@@ -276,57 +318,52 @@ export class PrometheusExporter {
   readonly #delay: DelayHistogram
   readonly #utilization: UtilizationGauge
   readonly #sources: PrometheusSources
+  readonly #leases: MetricLeases
   #closed = false
 
-  /** @param exemplars create the request and block histograms able to carry exemplars. */
+  /**
+   * @param exemplars create the request and block histograms able to carry exemplars.
+   * @throws TypeError naming options.registry when the registry refuses a metric (nothing of
+   * ours stays registered then).
+   */
   constructor(registry: Registry, sources: PrometheusSources, exemplars = false) {
     this.registry = registry
-    this.requestDuration = ours(
-      acquire(
-        registry,
-        METRIC_NAMES.requestDuration,
-        () =>
-          new SeriesHistogram(registry, {
-            name: METRIC_NAMES.requestDuration,
-            help: 'Duration of HTTP server requests (http_response_status_code="" when the response did not complete: the client aborted).',
-            labelNames: ['http_request_method', 'http_route', 'http_response_status_code'],
-            buckets: HTTP_DURATION_BUCKETS,
-          }),
-      ),
-      SeriesHistogram,
+    this.#leases = new MetricLeases(registry)
+    const leases = this.#leases
+    this.requestDuration = leases.take(
       METRIC_NAMES.requestDuration,
+      () =>
+        new SeriesHistogram(registry, {
+          name: METRIC_NAMES.requestDuration,
+          help: 'Duration of HTTP server requests (http_response_status_code="" when the response did not complete: the client aborted).',
+          labelNames: ['http_request_method', 'http_route', 'http_response_status_code'],
+          buckets: HTTP_DURATION_BUCKETS,
+        }),
+      SeriesHistogram,
     )
     this.#requestExemplars = exemplars
-    this.activeRequests = ours(
-      acquire(
-        registry,
-        METRIC_NAMES.activeRequests,
-        () =>
-          new ActiveRequestsGauge(
-            registry,
-            METRIC_NAMES.activeRequests,
-            'Number of HTTP server requests in flight.',
-          ),
-      ),
-      ActiveRequestsGauge,
+    this.activeRequests = leases.take(
       METRIC_NAMES.activeRequests,
+      () =>
+        new ActiveRequestsGauge(
+          registry,
+          METRIC_NAMES.activeRequests,
+          'Number of HTTP server requests in flight.',
+        ),
+      ActiveRequestsGauge,
     )
-    this.syncDuration = ours(
-      acquire(
-        registry,
-        METRIC_NAMES.syncDuration,
-        () =>
-          new SeriesHistogram(registry, {
-            name: METRIC_NAMES.syncDuration,
-            help: 'Synchronous time of a request: how long its middleware and handler chain held the event loop before the first await.',
-            labelNames: ['http_request_method', 'http_route'],
-            buckets: SYNC_DURATION_BUCKETS,
-          }),
-      ),
-      SeriesHistogram,
+    this.syncDuration = leases.take(
       METRIC_NAMES.syncDuration,
+      () =>
+        new SeriesHistogram(registry, {
+          name: METRIC_NAMES.syncDuration,
+          help: 'Synchronous time of a request: how long its middleware and handler chain held the event loop before the first await.',
+          labelNames: ['http_request_method', 'http_route'],
+          buckets: SYNC_DURATION_BUCKETS,
+        }),
+      SeriesHistogram,
     )
-    this.blockDuration = acquire(registry, METRIC_NAMES.blockDuration, () =>
+    this.blockDuration = leases.take(METRIC_NAMES.blockDuration, () =>
       withOptionalExemplars(
         registry,
         exemplars,
@@ -343,17 +380,10 @@ export class PrometheusExporter {
     )
     this.#observeBlock = exemplarObserver(this.blockDuration, blockIdsOf)
     this.#sources = sources
-    this.#delay = acquire(
-      registry,
-      METRIC_NAMES.delay,
-      () => new DelayHistogram(registry, DELAY_BUCKETS),
-    )
+    this.#delay = leases.take(METRIC_NAMES.delay, () => new DelayHistogram(registry, DELAY_BUCKETS))
+    this.#utilization = leases.take(METRIC_NAMES.utilization, () => new UtilizationGauge(registry))
+    // Sources last: nothing below can throw, so a failed construction added none.
     this.#delay.addSource?.(sources.drainDelay)
-    this.#utilization = acquire(
-      registry,
-      METRIC_NAMES.utilization,
-      () => new UtilizationGauge(registry),
-    )
     this.#utilization.addSource?.(sources.utilization)
   }
 
@@ -392,12 +422,6 @@ export class PrometheusExporter {
     this.#closed = true
     this.#delay.removeSource?.(this.#sources.drainDelay)
     this.#utilization.removeSource?.(this.#sources.utilization)
-    const registry = this.registry
-    release(registry, METRIC_NAMES.requestDuration, this.requestDuration)
-    release(registry, METRIC_NAMES.activeRequests, this.activeRequests)
-    release(registry, METRIC_NAMES.syncDuration, this.syncDuration)
-    release(registry, METRIC_NAMES.blockDuration, this.blockDuration)
-    release(registry, METRIC_NAMES.delay, this.#delay)
-    release(registry, METRIC_NAMES.utilization, this.#utilization)
+    this.#leases.releaseAll()
   }
 }
