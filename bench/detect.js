@@ -47,7 +47,7 @@ if (args.child === 'rss') {
 }
 
 const { createLooplens } = await import(join(dist, 'index.js'))
-const { capturesBetween } = await import(join(dist, 'watchdog', 'probe.js'))
+const { recentProbeTimes } = await import(join(dist, 'watchdog', 'probe.js'))
 
 function spin(ms) {
   const end = performance.now() + ms
@@ -81,12 +81,13 @@ for (const stallMs of [100, 500, 2000]) {
     })
     await sleep(60)
     const event = events.slice(before).find((candidate) => candidate.durationMs >= stallMs * 0.9)
-    const first = capturesBetween(start, start + stallMs + 50)[0]
+    // The captures themselves are let go once read; the probe keeps the times of its last probes.
+    const first = recentProbeTimes().find((time) => time >= start && time <= start + stallMs + 50)
     if (event === undefined || first === undefined) {
       missed++
       continue
     }
-    latencies.push(first.time - start)
+    latencies.push(first - start)
     errors.push(event.durationMs - stallMs)
   }
   rows.push({

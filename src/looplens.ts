@@ -33,7 +33,7 @@ import type {
   StackMissingReason,
 } from './types.js'
 import { Warnings } from './util/warnings.js'
-import { capturesBetween } from './watchdog/probe.js'
+import { chargeStack, openCaptureReader } from './watchdog/probe.js'
 import {
   acquireWatchdog,
   hangReportedDuring,
@@ -117,11 +117,17 @@ export class Looplens {
     this.#detector = new BlockDetector({
       blockThresholdMs,
       stacksUnavailable: () => this.#stackMissingReason(),
-      capturesBetween,
+      captures: openCaptureReader(),
+      chargeStack,
       hangReported: (stall) => hangReportedDuring(stall, heartbeatInterval),
       publish: (event) => this.#publisher.publish(event),
     })
-    this.#heartbeat = new Heartbeat(blockThresholdMs, this.#detector.onStall, processShared.floats)
+    this.#heartbeat = new Heartbeat(
+      blockThresholdMs,
+      this.#detector.onStall,
+      processShared.floats,
+      this.#detector.afterTick,
+    )
     this.#recorder = this.#createRecorder()
   }
 
@@ -164,6 +170,10 @@ export class Looplens {
         )
         otel?.requestEnded(context, method, route)
         detector.contextEnded(context)
+        // Its route is fixed (finalRoute): the context keeps nothing of the request from now on.
+        // Async resources the app created in it (a keep-alive socket, a long timer) may hold the
+        // context long after, and through `req` its body and response.
+        context.req = undefined
       },
     }
   }
@@ -360,6 +370,7 @@ export class Looplens {
     await this.#fixes?.close()
     this.#heartbeat.tick()
     this.#heartbeat.close()
+    this.#detector.close()
     await this.#watchdog?.release()
     this.#delay.close()
     this.#prometheus.close()

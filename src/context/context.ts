@@ -12,8 +12,12 @@ export class LensContext {
   readonly method: string
   /** Task name, or '' for an HTTP request. */
   readonly task: string
-  /** The request, for its route template; undefined for a task. */
-  readonly req: RoutableRequest | undefined
+  /**
+   * The request, for its route template, while it is in flight; undefined for a task, and once
+   * the request ended (its route is `finalRoute` then): nothing of a request stays reachable
+   * through a context that outlives it.
+   */
+  req: RoutableRequest | undefined
   /** performance.now() at the start. */
   readonly startTime: number
   /** Route template fixed at the end of the request; undefined until then. */

@@ -19,7 +19,7 @@ import type { Stall } from '../monitor/heartbeat.js'
 import { withTraceIds } from '../otel/capture.js'
 import { culpritOf, dropProbeFrames, parseStack } from '../stack/frames.js'
 import type { BlockContext, BlockEvent, StackFrame, StackMissingReason } from '../types.js'
-import type { Capture } from '../watchdog/probe.js'
+import type { Capture, CaptureReader } from '../watchdog/probe.js'
 
 const NO_CONTEXT: BlockContext = Object.freeze({ method: '', route: '', task: '' })
 
@@ -28,8 +28,13 @@ export interface DetectorOptions {
   /** Why events carry no stack when no probe could run (no watchdog, or it is down); undefined
    * when the watchdog is active. */
   stacksUnavailable: () => StackMissingReason | undefined
-  /** Probe captures taken on the main thread between two performance.now() times. */
-  capturesBetween: (startPerf: number, endPerf: number) => Capture[]
+  /** The probe's captures, read once per stall and let go after each heartbeat tick. */
+  captures: CaptureReader
+  /**
+   * Charge a stall that is published as a block with its stack to the stack budget; false when
+   * the budget is spent (the event then goes out without its stack, `rate-limited`).
+   */
+  chargeStack: (stallId: number) => boolean
   /** Whether the worker reported this stall as a hang while it lasted. */
   hangReported: (stall: Stall) => boolean
   publish: (event: BlockEvent) => void
@@ -191,6 +196,23 @@ export class BlockDetector {
     this.#options = options
   }
 
+  /**
+   * Called by the heartbeat after each tick (`nowPerf`), once the stall it ended, if any, was
+   * handled: nothing before it is needed any more, and nothing of a request may stay reachable —
+   * the captures up to it are let go, and so is a long synchronous chain no stall claimed.
+   */
+  readonly afterTick = (nowPerf: number): void => {
+    if (this.#longSync !== undefined && this.#longSync.endPerf <= nowPerf)
+      this.#longSync = undefined
+    this.#options.captures.readUpTo(nowPerf)
+  }
+
+  /** The instance closed: keep nothing. */
+  close(): void {
+    this.#longSync = undefined
+    this.#options.captures.close()
+  }
+
   /** Called by the request instrumentation when a synchronous chain ran ≥ threshold. */
   noteLongSync(context: LensContext, startPerf: number, endPerf: number): void {
     this.#longSync = { context, startPerf, endPerf }
@@ -210,7 +232,9 @@ export class BlockDetector {
   readonly onStall = (stall: Stall): void => {
     const unavailable = this.#options.stacksUnavailable()
     const captures =
-      unavailable === undefined ? this.#options.capturesBetween(stall.startPerf, stall.endPerf) : []
+      unavailable === undefined
+        ? this.#options.captures.between(stall.startPerf, stall.endPerf)
+        : []
     let segments = attribute(captures, stall, this.#options.blockThresholdMs)
     const longSync = this.#fromLongSync(stall)
     const undecided =
@@ -250,6 +274,7 @@ export class BlockDetector {
       )
       return
     }
+    this.#chargeStacks(segments, captures)
     let longest = segments[0]!
     for (const segment of segments) {
       if (segment.endPerf - segment.startPerf > longest.endPerf - longest.startPerf)
@@ -269,6 +294,23 @@ export class BlockDetector {
         },
         segment.kind === 'callback' ? segment.context : undefined,
       )
+    }
+  }
+
+  /**
+   * The stall is a block: charge its stacks to the budget (once per stall). Over budget, its
+   * events go out without them, as `rate-limited`. Stalls that end below the threshold never get
+   * here, so they never spend the budget of real blocks (see watchdog/probe.ts).
+   */
+  #chargeStacks(segments: Segment[], captures: Capture[]): void {
+    const withStack = segments.filter((segment) => segment.frames.length > 0)
+    if (withStack.length === 0) return
+    const stallId = captures.find((capture) => capture.stack !== undefined)?.stallId
+    if (stallId === undefined || this.#options.chargeStack(stallId)) return
+    for (const segment of withStack) {
+      segment.frames = []
+      segment.culprit = undefined
+      segment.stackMissing = 'rate-limited'
     }
   }
 

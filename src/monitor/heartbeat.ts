@@ -33,6 +33,7 @@ export class Heartbeat {
   readonly #beat: Float64Array
   readonly #thresholdMs: number
   readonly #onStall: (stall: Stall) => void
+  readonly #afterTick: ((nowPerf: number) => void) | undefined
   readonly #timer: NodeJS.Timeout
   #lastTick: number
   #lastIdle: number
@@ -40,11 +41,19 @@ export class Heartbeat {
   /**
    * @param beat shared memory the beat is written to (`[0]` = epoch ms of the last beat); every
    *   instance in the process writes the same slot, which the one watchdog worker reads.
+   * @param afterTick called after every tick (after `onStall`, when there was a stall): whatever
+   *   was kept to measure or attribute a stall up to `nowPerf` can be let go.
    */
-  constructor(blockThresholdMs: number, onStall: (stall: Stall) => void, beat: Float64Array) {
+  constructor(
+    blockThresholdMs: number,
+    onStall: (stall: Stall) => void,
+    beat: Float64Array,
+    afterTick?: (nowPerf: number) => void,
+  ) {
     this.intervalMs = heartbeatIntervalFor(blockThresholdMs)
     this.#thresholdMs = blockThresholdMs
     this.#onStall = onStall
+    this.#afterTick = afterTick
     this.#beat = beat
     this.#lastTick = performance.now()
     this.#lastIdle = performance.nodeTiming.idleTime
@@ -62,8 +71,12 @@ export class Heartbeat {
     const busy = gap - (idle - this.#lastIdle)
     this.#lastTick = now
     this.#lastIdle = idle
-    if (gap >= this.#thresholdMs && busy >= this.#thresholdMs) {
-      this.#onStall({ startPerf: now - busy, endPerf: now, durationMs: busy })
+    try {
+      if (gap >= this.#thresholdMs && busy >= this.#thresholdMs) {
+        this.#onStall({ startPerf: now - busy, endPerf: now, durationMs: busy })
+      }
+    } finally {
+      this.#afterTick?.(now)
     }
   }
 

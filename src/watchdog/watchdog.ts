@@ -10,6 +10,7 @@ import { createRequire } from 'node:module'
 import { performance } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
 import { heartbeatIntervalFor } from '../monitor/heartbeat.js'
+import { installHangDescriber } from './hang.js'
 import { installProbe, setStackBudget } from './probe.js'
 import {
   CONTROL,
@@ -63,6 +64,7 @@ class Watchdog {
   constructor(first: WatchdogUser) {
     this.users.add(first)
     installProbe(processShared.floats)
+    installHangDescriber()
     this.#applyBudget()
     const reason = inspectorUnavailableReason()
     if (reason !== undefined) {
@@ -105,13 +107,19 @@ class Watchdog {
       blockThresholdMs,
       hangReportMs: Number.isFinite(hangReportMs) ? hangReportMs : 0,
       pollMs: heartbeatIntervalFor(blockThresholdMs),
+      hangJournalFd,
     }
+  }
+
+  /** Tell the worker what changed (settings are sent whole). */
+  resend(): void {
+    if (this.state !== 'unavailable') this.#worker?.postMessage(this.settings())
   }
 
   #applyBudget(): void {
     let perMinute = 0
     for (const user of this.users) perMinute = Math.max(perMinute, user.maxStacksPerMinute)
-    setStackBudget(perMinute)
+    setStackBudget(perMinute, this.settings().blockThresholdMs)
   }
 
   add(user: WatchdogUser): void {
@@ -190,6 +198,20 @@ class Watchdog {
 }
 
 let current: Watchdog | undefined
+
+/** The zero-code session's journal (process-wide, like the worker), if any. */
+let hangJournalFd: number | undefined
+
+/**
+ * Have the watchdog worker append each hang to this descriptor (open for appending) as it
+ * happens — see src/instrument/session.ts for the journal's lines. `undefined` stops it. The
+ * caller keeps the descriptor open for the life of the process: the worker may write to it at
+ * any time, and a closed number could be reused by another file.
+ */
+export function setHangJournal(fd: number | undefined): void {
+  hangJournalFd = fd
+  current?.resend()
+}
 
 /**
  * Whether the worker reported a hang during this stall. It marks a hang with the beat written
