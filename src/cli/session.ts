@@ -10,6 +10,7 @@ import { pathToFileURL } from 'node:url'
 import { parseSession, type SessionFile } from '../instrument/session.js'
 import { formatReport } from '../report/format.js'
 import { renderHtmlReport } from '../report/html.js'
+import { terminalPath, terminalText } from '../util/text.js'
 import {
   type Listening,
   SessionError,
@@ -79,16 +80,17 @@ function readReport(file: string): SessionFile | undefined {
 function attribution(session: SessionFile, cwd: string): string {
   const top = session.report.blockers[0]
   if (top === undefined) return 'no blocks past the threshold'
+  // Names from the app, for a terminal: escaped and bounded (src/util/text.ts).
   const who =
     top.task !== ''
-      ? `task ${top.task}`
+      ? `task ${terminalText(top.task)}`
       : top.method === ''
         ? 'code outside any request'
-        : `${top.method} ${top.route === '' ? '(no route)' : top.route}`
+        : `${terminalText(top.method)} ${top.route === '' ? '(no route)' : terminalText(top.route)}`
   const where =
     top.culprit === undefined
       ? 'no stack'
-      : `${top.culprit.functionName} at ${path.relative(cwd, top.culprit.file.replace(/^file:\/\//, '')) || top.culprit.file}:${top.culprit.line}`
+      : `${terminalText(top.culprit.functionName)} at ${terminalPath(path.relative(cwd, top.culprit.file.replace(/^file:\/\//, '')) || top.culprit.file)}:${top.culprit.line}`
   return `${who} blocked the loop ${top.count} time${top.count === 1 ? '' : 's'} (${Math.round(top.totalMs)} ms in total, longest ${Math.round(top.maxMs)} ms) in ${where}`
 }
 

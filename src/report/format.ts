@@ -3,6 +3,7 @@
  */
 import { formatFrame, isLibraryFrame, shortLocation } from '../stack/frames.js'
 import type { BlockerRow, LooplensReport, StackFrame } from '../types.js'
+import { terminalFrame, terminalPath, terminalText } from '../util/text.js'
 
 /** `5.0 s`, `120 ms`, `0.4 ms`. */
 export function formatDuration(ms: number): string {
@@ -12,14 +13,30 @@ export function formatDuration(ms: number): string {
   return `${ms.toFixed(1)} ms`
 }
 
+/**
+ * Who blocked, for a terminal. Task names and routes come from the app (a regex route is any
+ * text): shown through terminalText, so no control character reaches the terminal and no name
+ * is longer than a line should be.
+ */
 function who(row: { method: string; route: string; task: string }): string {
+  const method = terminalText(row.method)
+  const route = terminalText(row.route)
   if (row.task !== '') {
-    return row.method === ''
-      ? `task ${row.task}`
-      : `task ${row.task} (${row.method} ${row.route || '(no route)'})`
+    const task = terminalText(row.task)
+    return row.method === '' ? `task ${task}` : `task ${task} (${method} ${route || '(no route)'})`
   }
   if (row.method === '') return '(outside any request)'
-  return `${row.method} ${row.route === '' ? '(no route matched)' : row.route}`
+  return `${method} ${route === '' ? '(no route matched)' : route}`
+}
+
+/** A frame's function name, safe for a terminal. */
+function frameName(frame: StackFrame): string {
+  return terminalText(frame.functionName)
+}
+
+/** A frame's `file:line:column`, relative to `cwd`, safe for a terminal (its end kept). */
+function frameLocation(frame: StackFrame, cwd: string): string {
+  return terminalPath(shortLocation(frame, cwd))
 }
 
 /** What to do about it, from the frames the probe saw. */
@@ -68,7 +85,7 @@ function culpritText(row: BlockerRow, cwd: string): string {
       ? '(no stack: the probe did not run inside it)'
       : '(no application frame on the stack)'
   }
-  return `${row.culprit.functionName}  ${shortLocation(row.culprit, cwd)}`
+  return `${frameName(row.culprit)}  ${frameLocation(row.culprit, cwd)}`
 }
 
 /** Render a report for a terminal. `limit` rows at most (default 10). */
@@ -119,9 +136,9 @@ export function formatReport(
     if (row.culprit === undefined) continue
     lines.push('')
     lines.push(
-      `${who(row)} blocked the loop for ${formatDuration(row.totalMs)} in ${row.count} block${row.count === 1 ? '' : 's'} (longest ${formatDuration(row.maxMs)}) in ${row.culprit.functionName} at ${shortLocation(row.culprit, cwd)} — ${adviceFor(row.sampleFrames)}.`,
+      `${who(row)} blocked the loop for ${formatDuration(row.totalMs)} in ${row.count} block${row.count === 1 ? '' : 's'} (longest ${formatDuration(row.maxMs)}) in ${frameName(row.culprit)} at ${frameLocation(row.culprit, cwd)} — ${adviceFor(row.sampleFrames)}.`,
     )
-    for (const frame of row.sampleFrames.slice(0, 8)) lines.push(formatFrame(frame))
+    for (const frame of row.sampleFrames.slice(0, 8)) lines.push(formatFrame(terminalFrame(frame)))
   }
   return `${lines.join('\n')}\n`
 }

@@ -9,6 +9,7 @@
 import type { SessionFile, TimelinePoint } from '../instrument/session.js'
 import { formatFrame, shortLocation } from '../stack/frames.js'
 import type { BlockEvent, BlockerRow, RouteSyncRow } from '../types.js'
+import { terminalFrame, terminalPath, terminalText } from '../util/text.js'
 import { adviceFor, formatDuration } from './format.js'
 
 const WIDTH = 960
@@ -28,7 +29,7 @@ const COLORS = {
 
 /** Escape text for HTML content and attribute values. */
 export function escapeHtml(text: string): string {
-  return text
+  return String(text)
     .replaceAll('&', '&amp;')
     .replaceAll('<', '&lt;')
     .replaceAll('>', '&gt;')
@@ -179,10 +180,15 @@ function utilizationChart(session: SessionFile, startMs: number, endMs: number):
   return svg(frame.height, body, 'Event-loop utilization over time')
 }
 
+/**
+ * Who blocked. Names from the app are bounded and their control characters made visible, as in
+ * the text report (src/util/text.ts): an 8 MB function name is not an 8 MB tooltip, and a
+ * newline in a task name does not split a lane.
+ */
 function whoOf(context: { method: string; route: string; task: string }): string {
-  if (context.task !== '') return `task ${context.task}`
+  if (context.task !== '') return `task ${terminalText(context.task)}`
   if (context.method === '') return '(outside any request)'
-  return `${context.method} ${context.route === '' ? '(no route)' : context.route}`
+  return `${terminalText(context.method)} ${context.route === '' ? '(no route)' : terminalText(context.route)}`
 }
 
 /** One lane per route (and one for saturation); each block a bar as long as it lasted. */
@@ -234,7 +240,8 @@ function blocksChart(session: SessionFile, startMs: number, endMs: number): stri
     const bx = x(event.startTime)
     const bw = Math.max(2.5, x(event.startTime + event.durationMs) - bx)
     const color = COLORS[event.kind]
-    const culprit = event.culprit === undefined ? '' : ` in ${event.culprit.functionName}`
+    const culprit =
+      event.culprit === undefined ? '' : ` in ${terminalText(event.culprit.functionName)}`
     parts.push(
       `<rect x="${num(bx)}" y="${y}" width="${num(bw)}" height="${laneHeight - 10}" rx="2" fill="${color}" fill-opacity="0.85"><title>${esc(`${laneOf(event)}: ${formatDuration(event.durationMs)}${culprit} at +${formatSeconds((event.startTime - startMs) / 1000)}`)}</title></rect>`,
     )
@@ -256,11 +263,16 @@ function blockersTable(rows: BlockerRow[], cwd: string): string {
       const culprit =
         row.culprit === undefined
           ? `<span class="muted">${row.kind === 'unknown' ? 'no stack: the probe did not run inside it' : 'no application frame on the stack'}</span>`
-          : `<code class="fn">${esc(row.culprit.functionName)}</code><br><code class="loc">${esc(shortLocation(row.culprit, cwd))}</code>`
+          : `<code class="fn">${esc(terminalText(row.culprit.functionName))}</code><br><code class="loc">${esc(terminalPath(shortLocation(row.culprit, cwd)))}</code>`
       const stack =
         row.sampleFrames.length === 0
           ? ''
-          : `<details${index < 3 ? ' open' : ''}><summary>stack (longest block) — ${esc(adviceFor(row.sampleFrames))}</summary><pre>${esc(row.sampleFrames.slice(0, 12).map(formatFrame).join('\n'))}</pre></details>`
+          : `<details${index < 3 ? ' open' : ''}><summary>stack (longest block) — ${esc(adviceFor(row.sampleFrames))}</summary><pre>${esc(
+              row.sampleFrames
+                .slice(0, 12)
+                .map((frame) => formatFrame(terminalFrame(frame)))
+                .join('\n'),
+            )}</pre></details>`
       return `<tr><td class="rank">${index + 1}</td><td><strong>${esc(who)}</strong></td><td class="n">${row.count}</td><td class="n">${esc(formatDuration(row.totalMs))}</td><td class="n">${esc(formatDuration(row.maxMs))}</td><td>${culprit}</td></tr>${stack === '' ? '' : `<tr class="stack"><td></td><td colspan="5">${stack}</td></tr>`}`
     })
     .join('')
@@ -371,14 +383,14 @@ export function renderHtmlReport(session: SessionFile): string {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>looplens report — ${esc(meta.script || 'app')}</title>
+<title>looplens report — ${esc(terminalPath(meta.script || 'app'))}</title>
 <style>${CSS}</style>
 </head>
 <body>
 <main>
 <header>
 <h1>looplens — event-loop blocking report</h1>
-<p><code>${esc(meta.script || '(unknown script)')}</code> · pid ${meta.pid} · Node ${esc(meta.nodeVersion)} · ${esc(new Date(startMs).toISOString().replace('T', ' ').slice(0, 19))} UTC · watched ${esc(formatDuration(endMs - startMs))} · threshold ${meta.blockThresholdMs} ms · ended by ${esc(meta.reason)}</p>
+<p><code>${esc(terminalPath(meta.script || '(unknown script)'))}</code> · pid ${meta.pid} · Node ${esc(meta.nodeVersion)} · ${esc(new Date(startMs).toISOString().replace('T', ' ').slice(0, 19))} UTC · watched ${esc(formatDuration(endMs - startMs))} · threshold ${meta.blockThresholdMs} ms · ended by ${esc(meta.reason)}</p>
 </header>
 <div class="cards">${cards.map(([label, value, alert]) => `<div class="card${alert ? ' alert' : ''}"><b>${esc(value)}</b><span>${esc(label)}</span></div>`).join('')}</div>
 <section id="delay"><h2>Event-loop delay</h2><p class="sub">How late the loop ran its timers, per ${meta.timelineIntervalMs} ms interval. Above the threshold, every request waited.</p>${delayChart(session, startMs, endMs)}</section>
