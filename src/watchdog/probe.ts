@@ -4,12 +4,14 @@
  * interrupts, so the probe runs *inside* the blocked code: the AsyncLocalStorage store it reads
  * is the blocked request's, and the stack it takes goes through the blocking function.
  *
- * It records into a process-wide ring buffer; the detector reads it when the stall is over. No
+ * It records into a process-wide list of captures; each instance's detector reads them when the
+ * stall is over, and they are dropped once every reader has (see {@link openCaptureReader}). No
  * data crosses the thread boundary except the short text of a hang report.
  */
 import { executionAsyncId } from 'node:async_hooks'
 import { performance } from 'node:perf_hooks'
 import { contextStorage, type LensContext } from '../context/context.js'
+import { heartbeatIntervalFor } from '../monitor/heartbeat.js'
 import { dropProbeFrames, formatFrame, parseStack } from '../stack/frames.js'
 import { terminalFrame, terminalText } from '../util/text.js'
 import { BEAT } from './shared.js'
@@ -31,12 +33,127 @@ export interface Capture {
   stack: string | undefined
 }
 
+/** At most this many captures are kept, whatever happens (they are normally read within ms). */
 const CAPACITY = 512
-const ring: Capture[] = []
-let next = 0
 
-/** Stacks per minute: a token bucket spent once per stall (later probes of a stall are free). */
-const budget = { perMinute: 60, tokens: 60, refilledAt: performance.now(), stallId: Number.NaN }
+/**
+ * Captures not yet read by every reader, oldest first. A capture holds the request's context, and
+ * through it (until the request ends) its `req` and body: it is dropped as soon as every reader
+ * has looked at the stall it belongs to, so nothing of a request stays reachable from here.
+ */
+let captures: Capture[] = []
+
+/**
+ * One reader per heartbeat (per looplens instance). After each of its ticks a heartbeat has read
+ * every capture up to that tick: its next stall starts after it.
+ */
+export interface CaptureReader {
+  /** Captures taken between two main-thread times (inclusive), oldest first. */
+  between(startPerf: number, endPerf: number): Capture[]
+  /** Nothing taken at or before `perf` will be read again by this reader. */
+  readUpTo(perf: number): void
+  /** The reader is gone (its instance closed); idempotent. */
+  close(): void
+}
+
+const readers = new Set<{ upTo: number }>()
+
+/** Drop the captures every reader has read (all of them when nobody reads). */
+function release(): void {
+  if (captures.length === 0) return
+  let upTo = Number.POSITIVE_INFINITY
+  for (const reader of readers) upTo = Math.min(upTo, reader.upTo)
+  let read = 0
+  while (read < captures.length && captures[read]!.time <= upTo) read++
+  if (read === captures.length) captures = []
+  else if (read > 0) captures = captures.slice(read)
+  // The stall is over once its captures are read: the last context seen must not outlive them.
+  if (captures.length === 0) stall.lastKey = undefined
+}
+
+/** Start reading captures (one reader per heartbeat). */
+export function openCaptureReader(): CaptureReader {
+  const reader = { upTo: Number.NEGATIVE_INFINITY }
+  readers.add(reader)
+  return {
+    between(startPerf, endPerf) {
+      return captures.filter((capture) => capture.time >= startPerf && capture.time <= endPerf)
+    },
+    readUpTo(perf) {
+      reader.upTo = perf
+      release()
+    },
+    close() {
+      readers.delete(reader)
+      release()
+    },
+  }
+}
+
+/**
+ * main-thread times of the last probes (numbers only, nothing of a request): what bench/detect.js
+ * measures the probe's latency with, the captures themselves being gone by then.
+ */
+const recentTimes = new Float64Array(256)
+let recentNext = 0
+
+/** performance.now() of the most recent probes, oldest first (at most 256). */
+export function recentProbeTimes(): number[] {
+  const times: number[] = []
+  for (let i = 0; i < recentTimes.length; i++) {
+    const time = recentTimes[(recentNext + i) % recentTimes.length]!
+    if (time !== 0) times.push(time)
+  }
+  return times
+}
+
+/**
+ * Stacks cost the blocked thread a few tens of µs each (Error.captureStackTrace with 50 frames,
+ * then its text; more with source maps), so they are budgeted, per stall (later probes of a stall
+ * are free). Two token buckets:
+ * - blocks: `maxStacksPerMinute`, charged only for a stall that is a block — when it is published
+ *   (the detector calls {@link chargeStack}), or when a probe finds it already past the threshold.
+ *   A stall that ends below the threshold never spends it: otherwise a stream of near-threshold
+ *   stalls leaves every real block without its stack.
+ * - early stacks: taken before a stall is known to be a block (the first probe comes at half the
+ *   threshold, when nobody knows yet how long it will last). They are what bounds the CPU cost of
+ *   sub-threshold stalls: EARLY_STACKS_FACTOR × `maxStacksPerMinute` a minute (600 by default,
+ *   i.e. at most ~0.1% of a core). A stall published as a block gives its early token back.
+ */
+interface Bucket {
+  perMinute: number
+  tokens: number
+  refilledAt: number
+}
+
+const EARLY_STACKS_FACTOR = 10
+
+function bucket(perMinute: number): Bucket {
+  return { perMinute, tokens: perMinute, refilledAt: performance.now() }
+}
+
+const blockBudget = bucket(60)
+const earlyBudget = bucket(60 * EARLY_STACKS_FACTOR)
+/** The stall that was charged to the block budget last, and the one that took an early token. */
+let chargedStall = Number.NaN
+let earlyStall = Number.NaN
+/**
+ * A stall this old (beat age, ms) is a block: the threshold, plus one beat interval for the idle
+ * time between the last beat and the stall's start, which the beat's age includes.
+ */
+let knownBlockAgeMs = 50 + heartbeatIntervalFor(50)
+
+function take(budget: Bucket): boolean {
+  const now = performance.now()
+  budget.tokens = Math.min(
+    budget.perMinute,
+    budget.tokens + ((now - budget.refilledAt) * budget.perMinute) / 60_000,
+  )
+  budget.refilledAt = now
+  if (budget.tokens < 1) return false
+  budget.tokens -= 1
+  return true
+}
 
 /**
  * Probes so far in the current stall. Stacks are taken when a probe sees another context than
@@ -52,22 +169,40 @@ const stall: { id: number; probes: number; lastKey: unknown } = {
 /** The shared heartbeat; its last beat identifies the stall in progress. */
 let beat: Float64Array | undefined
 
-export function setStackBudget(perMinute: number): void {
-  budget.perMinute = perMinute
-  budget.tokens = Math.min(budget.tokens, perMinute)
+/**
+ * The budget of every instance together: the largest `maxStacksPerMinute`, the smallest
+ * threshold (the worker probes for that one).
+ */
+export function setStackBudget(perMinute: number, blockThresholdMs: number): void {
+  blockBudget.perMinute = perMinute
+  blockBudget.tokens = Math.min(blockBudget.tokens, perMinute)
+  earlyBudget.perMinute = perMinute * EARLY_STACKS_FACTOR
+  earlyBudget.tokens = Math.min(earlyBudget.tokens, earlyBudget.perMinute)
+  knownBlockAgeMs = blockThresholdMs + heartbeatIntervalFor(blockThresholdMs)
 }
 
-function takeStackToken(stallId: number): boolean {
-  if (stallId === budget.stallId) return true
-  const now = performance.now()
-  budget.tokens = Math.min(
-    budget.perMinute,
-    budget.tokens + ((now - budget.refilledAt) * budget.perMinute) / 60_000,
-  )
-  budget.refilledAt = now
-  if (budget.tokens < 1) return false
-  budget.tokens -= 1
-  budget.stallId = stallId
+/**
+ * Charge a stall published as a block to the block budget (once per stall, however many
+ * instances or segments publish it). False: over budget, the event goes out without its stack.
+ */
+export function chargeStack(stallId: number): boolean {
+  if (stallId === chargedStall) return true
+  if (!take(blockBudget)) return false
+  chargedStall = stallId
+  if (stallId === earlyStall) {
+    // A block after all: its early stack is the block budget's now.
+    earlyBudget.tokens = Math.min(earlyBudget.perMinute, earlyBudget.tokens + 1)
+    earlyStall = Number.NaN
+  }
+  return true
+}
+
+/** Whether a probe of this stall, `ageMs` after its last beat, may take a stack. */
+function mayTakeStack(stallId: number, ageMs: number): boolean {
+  if (stallId === chargedStall || stallId === earlyStall) return true
+  if (ageMs >= knownBlockAgeMs) return chargeStack(stallId)
+  if (!take(earlyBudget)) return false
+  earlyStall = stallId
   return true
 }
 
@@ -103,15 +238,24 @@ function probe(hang: boolean): string | undefined {
   const key = context ?? asyncId
   const wantStack = hang || key !== stall.lastKey || (stall.probes & (stall.probes - 1)) === 0
   stall.lastKey = key
+  const time = performance.now()
   const capture: Capture = {
-    time: performance.now(),
+    time,
     stallId,
     context,
     asyncId,
-    stack: wantStack && takeStackToken(stallId) ? captureStack() : undefined,
+    stack:
+      wantStack && mayTakeStack(stallId, performance.timeOrigin + time - stallId)
+        ? captureStack()
+        : undefined,
   }
-  ring[next] = capture
-  next = (next + 1) % CAPACITY
+  recentTimes[recentNext] = time
+  recentNext = (recentNext + 1) % recentTimes.length
+  // Kept only for a heartbeat to read (none: the last instance closed while this probe was sent).
+  if (readers.size > 0) {
+    if (captures.length >= CAPACITY) captures.shift()
+    captures.push(capture)
+  }
   return hang ? describeForHang(capture) : undefined
 }
 
@@ -135,17 +279,6 @@ function describeForHang(capture: Capture): string {
           .map((frame) => formatFrame(terminalFrame(frame)))
           .join('\n')
   return `${where}\n${stack}`
-}
-
-/** Captures taken between two main-thread times (inclusive), oldest first. */
-export function capturesBetween(startPerf: number, endPerf: number): Capture[] {
-  const found: Capture[] = []
-  for (const capture of ring) {
-    if (capture !== undefined && capture.time >= startPerf && capture.time <= endPerf) {
-      found.push(capture)
-    }
-  }
-  return found.sort((a, b) => a.time - b.time)
 }
 
 let installed = false
