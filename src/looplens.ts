@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks'
 import type { RequestHandler } from 'express'
 import type { LensContext } from './context/context.js'
+import { RouteLimit, routeForMessage } from './context/route-limit.js'
 import { BlockDetector } from './detector/detector.js'
 import { BlockPublisher } from './events/publisher.js'
 import { createMetricsHandler, type MetricsHandler } from './exporters/metrics-handler.js'
@@ -53,6 +54,8 @@ export class Looplens {
   readonly #heartbeat: Heartbeat
   readonly #detector: BlockDetector
   readonly #recorder: RequestRecorder
+  /** At most `maxRoutes` distinct route labels (request metrics and block events). */
+  readonly #routeLimit: RouteLimit
   readonly #report = new ReportAggregator()
   /** Separate windows: a scrape must not shorten snapshot()'s window, nor the reverse. */
   readonly #scrapeUtilization = new UtilizationWindow()
@@ -66,6 +69,13 @@ export class Looplens {
     this.options = resolveOptions(options)
     const { registry, blockThresholdMs } = this.options
     this.#warnings = new Warnings(this.options.onWarning)
+    const { maxRoutes } = this.options
+    this.#routeLimit = new RouteLimit(maxRoutes, (route) =>
+      this.#warnings.once(
+        'LOOPLENS_ROUTE_OVERFLOW',
+        `more than ${maxRoutes} distinct routes (options.maxRoutes): ${routeForMessage(route)} and every later new route are labelled http_route="_OVERFLOW"`,
+      ),
+    )
     this.#publisher = new BlockPublisher(this.#warnings)
     this.#delay = new DelayMonitor(this.options.delayResolutionMs, DELAY_BUCKETS)
     // OpenTelemetry: decided once, here. Its block subscriber runs first: it sets the trace ids
@@ -120,7 +130,12 @@ export class Looplens {
       captures: openCaptureReader(),
       chargeStack,
       hangReported: (stall) => hangReportedDuring(stall, heartbeatInterval),
-      publish: (event) => this.#publisher.publish(event),
+      publish: (event) => {
+        const route = event.context.route
+        const admitted = this.#routeLimit.admit(route)
+        if (admitted !== route) event.context = { ...event.context, route: admitted }
+        this.#publisher.publish(event)
+      },
     })
     this.#heartbeat = new Heartbeat(
       blockThresholdMs,
@@ -144,6 +159,7 @@ export class Looplens {
     const otel = this.#otel
     const detector = this.#detector
     const thresholdMs = this.options.blockThresholdMs
+    const routeLimit = this.#routeLimit
     return {
       requestStarted(context: LensContext): void {
         const active = activeRequests.counter(context.method)
@@ -158,7 +174,7 @@ export class Looplens {
       requestEnded(context: LensContext, statusCode: number | undefined, endPerf?: number): void {
         context.ended = true
         const method = context.method
-        const route = context.finalRoute ?? ''
+        const route = routeLimit.admit(context.finalRoute ?? '')
         if (context.active !== undefined) context.active.value--
         prometheus.recordRequest(
           method,

@@ -10,6 +10,7 @@ export interface ResolvedOptions {
   readonly ownRegistry: boolean
   readonly delayResolutionMs: number
   readonly excludePaths: ReadonlyArray<string | RegExp>
+  readonly maxRoutes: number
   readonly captureStacks: boolean
   readonly maxStacksPerMinute: number
   readonly hangReportMs: number
@@ -23,6 +24,7 @@ const KNOWN_OPTIONS = new Set<string>([
   'registry',
   'delayResolutionMs',
   'excludePaths',
+  'maxRoutes',
   'captureStacks',
   'maxStacksPerMinute',
   'hangReportMs',
@@ -136,6 +138,7 @@ export function resolveOptions(options: LooplensOptions | undefined): ResolvedOp
     600_000,
   )
   const captureStacks = booleanOption('options.captureStacks', options.captureStacks, true)
+  const maxRoutes = integerOption('options.maxRoutes', options.maxRoutes, 1_000, 1, 1_000_000)
 
   let registry: Registry
   let ownRegistry = false
@@ -191,6 +194,7 @@ export function resolveOptions(options: LooplensOptions | undefined): ResolvedOp
     ownRegistry,
     delayResolutionMs,
     excludePaths,
+    maxRoutes,
     captureStacks,
     maxStacksPerMinute,
     hangReportMs,

@@ -26,10 +26,18 @@ export interface LooplensOptions {
   delayResolutionMs?: number
   /**
    * Request paths the middleware does not measure at all (no metrics, no context). Exact paths
-   * (`'/health'`) or regular expressions tested against the path without its query string.
+   * (`'/health'`), compared as Express routes them by default (any letter case, one trailing
+   * slash allowed), or regular expressions tested against the path without its query string.
    * @default ['/metrics']
    */
   excludePaths?: ReadonlyArray<string | RegExp>
+  /**
+   * At most this many distinct `http_route` values per instance (request metrics and block
+   * events); a new route past it is labelled `_OVERFLOW`, and one warning
+   * (`LOOPLENS_ROUTE_OVERFLOW`) names the first one. Integer between 1 and 1000000.
+   * @default 1000
+   */
+  maxRoutes?: number
   /**
    * Capture stacks with the watchdog worker and the inspector. `false` keeps counting, durations
    * and attribution to the request that was running (from the middleware), without a worker.

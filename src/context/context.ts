@@ -37,6 +37,11 @@ export class LensContext {
   span: unknown = undefined
   /** The in-flight counter of this request's method (http_server_active_requests), if counted. */
   active: { value: number } | undefined = undefined
+  /**
+   * The recorder measuring this request (set by lens.express()): a sub-app's middleware of the
+   * same instance sees its parent's context and does not count the request a second time.
+   */
+  recorder: unknown = undefined
 
   constructor(method: string, task: string, req: RoutableRequest | undefined, startTime: number) {
     this.method = method

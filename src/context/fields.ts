@@ -25,6 +25,7 @@ const ORIGINAL_URL = 'originalUrl'
 const URL = 'url'
 const ROUTE = 'route'
 const BASE_URL = 'baseUrl'
+const APP = 'app'
 const STATUS_CODE = 'statusCode'
 const FINISHED = 'finished'
 
@@ -47,6 +48,14 @@ export function originalUrlOf(req: object): string | undefined {
 /** Express's matched route (`req.route`), if any. */
 export function matchedRouteOf(req: object): unknown {
   return (req as Fields)[ROUTE]
+}
+
+/**
+ * The Express app whose router is handling the request (`req.app`): Express gives the request
+ * that app's prototype, a sub-app's while the request is inside it.
+ */
+export function appOf(req: object): unknown {
+  return (req as Fields)[APP]
 }
 
 /** Express's mount path of the router handling the request (`req.baseUrl`), or ''. */

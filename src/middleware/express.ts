@@ -25,7 +25,9 @@ const APP_CHECKS = 16
 /**
  * Compile `excludePaths` into one test of a request URL (query string included), or `undefined`
  * when nothing is excluded. Exact paths are compared in place, without slicing the URL: this
- * runs for every request, and the default list (`/metrics`) is never empty.
+ * runs for every request, and the default list (`/metrics`) is never empty. They match as
+ * Express routes by default (case-insensitive, non-strict): `/METRICS` and `/metrics/` reach
+ * `app.get('/metrics')`, so they are excluded with it.
  */
 export function compileExclude(
   paths: ReadonlyArray<string | RegExp>,
@@ -35,13 +37,7 @@ export function compileExclude(
   const patterns = paths.filter((path): path is RegExp => path instanceof RegExp)
   return (url) => {
     for (const path of exact) {
-      // `/metrics` or `/metrics?…`, not `/metricsfoo`
-      if (
-        url.startsWith(path) &&
-        (url.length === path.length || url.charCodeAt(path.length) === 63)
-      ) {
-        return true
-      }
+      if (isPath(url, path)) return true
     }
     if (patterns.length === 0) return false
     const path = pathOf(url)
@@ -53,11 +49,45 @@ export function compileExclude(
   }
 }
 
+/**
+ * `url` is `path`, in any ASCII letter case, with at most one trailing slash, then the end or a
+ * query string: `/metrics`, `/METRICS`, `/metrics/?x`, not `/metricsfoo` nor `/metrics/x`.
+ */
+function isPath(url: string, path: string): boolean {
+  const length = path.length
+  if (url.length < length) return false
+  if (!url.startsWith(path) && !sameIgnoringCase(url, path, length)) return false
+  if (url.length === length) return true
+  let next = url.charCodeAt(length)
+  if (next === 47 && path.charCodeAt(length - 1) !== 47) {
+    if (url.length === length + 1) return true
+    next = url.charCodeAt(length + 1)
+  }
+  return next === 63
+}
+
+/** The first `length` characters of `url` and `path` are equal but for ASCII letter case. */
+function sameIgnoringCase(url: string, path: string, length: number): boolean {
+  for (let i = 0; i < length; i++) {
+    const a = url.charCodeAt(i)
+    const b = path.charCodeAt(i)
+    if (a === b) continue
+    const lower = b | 32
+    if ((a | 32) !== lower || lower < 97 || lower > 122) return false
+  }
+  return true
+}
+
 /** The path of a request URL without its query string. */
 export function pathOf(url: string | undefined): string {
   if (url === undefined) return '/'
   const query = url.indexOf('?')
   return query === -1 ? url : url.slice(0, query)
+}
+
+/** An app mounted in another with `app.use(path, app)` (Express sets its `parent`). */
+function isMounted(app: unknown): boolean {
+  return typeof app === 'function' && (app as { parent?: unknown }).parent !== undefined
 }
 
 export function createExpressMiddleware(
@@ -81,7 +111,11 @@ export function createExpressMiddleware(
   }
 
   /** Start measuring a request: its context, entered. `undefined` when it is not measured. */
-  function begin(req: IncomingMessage, res: ServerResponse): LensContext | undefined {
+  function begin(
+    req: IncomingMessage,
+    res: ServerResponse,
+    nested: boolean,
+  ): LensContext | undefined {
     // Already measured for this recorder by the zero-code http instrumentation (the preload):
     // its context is entered and will be ended; a second one would count the request twice.
     if (
@@ -90,6 +124,8 @@ export function createExpressMiddleware(
     ) {
       return undefined
     }
+    // A sub-app's middleware: the parent app's may measure this request already.
+    if (nested && measuredAlready(req)) return undefined
     if (isExcluded?.(originalUrlOf(req) ?? '/')) return undefined
     const context = new LensContext(
       normalizeMethod(methodOf(req)),
@@ -97,12 +133,24 @@ export function createExpressMiddleware(
       req as RoutableRequest,
       performance.now(),
     )
+    context.recorder = recorder
     captureSpan(context)
     // enterWith, not run(): the request's body arrives in later callbacks of the same async
     // resource, and a block in a body parser must still be attributed to this request.
     contextStorage.enterWith(context)
     recorder.requestStarted(context)
     return context
+  }
+
+  /** This request is being measured for this recorder by a middleware of an enclosing app. */
+  function measuredAlready(req: IncomingMessage): boolean {
+    const store = contextStorage.getStore()
+    return (
+      store !== undefined &&
+      store.recorder === recorder &&
+      !store.ended &&
+      store.req === (req as RoutableRequest)
+    )
   }
 
   /** What follows the middleware (the rest of the app) returned: its synchronous part is over. */
@@ -125,9 +173,11 @@ export function createExpressMiddleware(
   }
 
   /** The app's handle, with the middleware's work around it (see own-layer.ts). */
-  function hoisted(original: AppHandle): AppHandle {
+  function hoisted(original: AppHandle, app: unknown): AppHandle {
+    // Decided once, when the middleware leaves the router: `app.use(path, sub)` sets `parent`.
+    const nested = isMounted(app)
     return function looplensHandle(req, res, callback) {
-      const context = begin(req, res)
+      const context = begin(req, res, nested)
       if (context === undefined) return original.call(this, req, res, callback)
       try {
         return original.call(this, req, res, callback)
@@ -142,18 +192,22 @@ export function createExpressMiddleware(
   // Express's `req` costs).
   let appChecks = 0
   let checkedApp: unknown
+  /** Whether an app this middleware runs in is a sub-app (then each request is checked). */
+  let inSubApp = false
   return function looplensMiddleware(req: Request, res: Response, next: NextFunction): void {
     if (appChecks < APP_CHECKS) {
       appChecks++
       const app = req.app
       if (app !== checkedApp) {
         checkedApp = app
-        if (!hoistOwnLayer(app, looplensMiddleware, hoisted)) {
+        // Checked before hoisting: this request still runs through the layer.
+        if (isMounted(app)) inSubApp = true
+        if (!hoistOwnLayer(app, looplensMiddleware, (original) => hoisted(original, app))) {
           unwrapOwnLayer(app, looplensMiddleware)
         }
       }
     }
-    const context = begin(req, res)
+    const context = begin(req, res, inSubApp)
     if (context === undefined) {
       next()
       return
