@@ -124,7 +124,14 @@ export function resolveOptions(options: LooplensOptions | undefined): ResolvedOp
     0,
     60_000,
   )
-  const hangReportMs = integerOption('options.hangReportMs', options.hangReportMs, 2_000, 0)
+  // The default follows the threshold: a stall is a hang only once it is a block, so any
+  // blockThresholdMs above 2000 works alone. Only an explicit value below it is a conflict.
+  const hangReportMs = integerOption(
+    'options.hangReportMs',
+    options.hangReportMs,
+    Math.max(2_000, blockThresholdMs),
+    0,
+  )
   if (hangReportMs !== 0 && hangReportMs < blockThresholdMs) {
     throw new RangeError(
       `options.hangReportMs must be 0 (off) or ≥ options.blockThresholdMs (${blockThresholdMs}) (received ${hangReportMs})`,

@@ -55,7 +55,7 @@ export interface LooplensOptions {
    * A stall still going on after this many ms is reported from the watchdog worker while it lasts
    * (on stderr, with its stack), because the main thread cannot speak. Integer ≥ blockThresholdMs,
    * or `0` to switch hang reports off.
-   * @default 2000
+   * @default 2000, or blockThresholdMs when that is larger
    */
   hangReportMs?: number
   /**

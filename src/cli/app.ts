@@ -119,12 +119,18 @@ export async function waitForPort(
       throw new SessionError(`the app ${describeExit(exit)} before it listened on a port`)
     }
     if (existsSync(portFile)) {
+      let written: { port: number; pid: number; refused?: unknown } | undefined
       try {
-        const written = JSON.parse(readFileSync(portFile, 'utf8')) as { port: number; pid: number }
-        if (port === undefined || port === written.port) return written
+        written = JSON.parse(readFileSync(portFile, 'utf8')) as typeof written
       } catch {
         // Written but not complete yet: read it again on the next turn.
       }
+      // The preload refused to start (a bad variable, options that cannot be combined): the
+      // app runs without looplens and will never write its port. Say why, now.
+      if (typeof written?.refused === 'string') {
+        throw new SessionError(`looplens could not start in the app: ${written.refused}`)
+      }
+      if (written !== undefined && (port === undefined || port === written.port)) return written
     }
     if (port !== undefined && (await canConnect(port))) return { port, pid: undefined }
     await Promise.race([sleep(50), app.exited])
@@ -135,8 +141,12 @@ export async function waitForPort(
 }
 
 /**
- * Stop a child: SIGINT (the report is written on the way out), then SIGKILL after `graceMs`.
- * Resolves with how it ended; never waits longer than `graceMs` + 2 s.
+ * Stop a child: SIGINT, then SIGKILL after `graceMs`. SIGINT does what it does to the app without
+ * looplens (the preload adds no listener): an app without a handler dies of it at once, even when
+ * hung; an app with one shuts down its own way (the final report is written at its exit); a hung
+ * app with one cannot run it and is killed. In the last two kinds of ending the report is
+ * rebuilt from the session's journal. Resolves with how it ended; never waits longer than
+ * `graceMs` + 2 s.
  */
 export async function stop(app: Started, graceMs: number): Promise<Exit & { killed: boolean }> {
   const done = app.exit()

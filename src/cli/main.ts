@@ -4,9 +4,9 @@
  * (the reason is printed), 2 the command line was wrong (the usage is printed).
  * @example npx looplens run --load-path /api/orders --duration 20 -- node server.js
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { parseSession } from '../instrument/session.js'
+import { readSessionOrJournal } from '../instrument/session.js'
 import { formatReport } from '../report/format.js'
 import { renderHtmlReport } from '../report/html.js'
 import { parseReportArgs, parseSessionArgs, USAGE, UsageError } from './args.js'
@@ -14,19 +14,19 @@ import { runSession } from './session.js'
 
 function report(argv: string[]): number {
   const args = parseReportArgs(argv)
-  let text: string
+  // The final file, or — when the app died before it could write it (a signal, SIGKILL, a hang)
+  // — the session rebuilt from its journal (`<file>.journal`, or that file named directly).
+  let session: ReturnType<typeof readSessionOrJournal>
   try {
-    text = readFileSync(args.file, 'utf8')
-  } catch (error) {
-    process.stderr.write(`looplens: cannot read ${args.file}: ${(error as Error).message}\n`)
-    return 1
-  }
-  let session: ReturnType<typeof parseSession>
-  try {
-    session = parseSession(JSON.parse(text), args.file)
+    session = readSessionOrJournal(args.file)
   } catch (error) {
     process.stderr.write(`looplens: ${(error as Error).message}\n`)
     return 1
+  }
+  if (session.meta.fromJournal === true) {
+    process.stderr.write(
+      `looplens: ${args.file} was not written (the app did not exit normally): rebuilt from its journal\n`,
+    )
   }
   if (args.html !== undefined) {
     writeFileSync(args.html, renderHtmlReport(session))

@@ -7,7 +7,12 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { parseSession, type SessionFile } from '../instrument/session.js'
+import {
+  type Ending,
+  journalPathOf,
+  readSessionOrJournal,
+  type SessionFile,
+} from '../instrument/session.js'
 import { formatReport } from '../report/format.js'
 import { renderHtmlReport } from '../report/html.js'
 import { terminalPath, terminalText } from '../util/text.js'
@@ -71,9 +76,46 @@ async function drive(args: SessionArgs, app: Started, listening: Listening): Pro
   }
 }
 
-function readReport(file: string): SessionFile | undefined {
-  if (!existsSync(file)) return undefined
-  return parseSession(JSON.parse(readFileSync(file, 'utf8')), file)
+/**
+ * The session the app left: its final file, or its journal rebuilt (the app died of the signal,
+ * or was killed) — then written as the final file, so the JSON and the HTML are there as always.
+ */
+function readReport(file: string, ending: Ending): SessionFile | undefined {
+  if (!existsSync(file) && !existsSync(journalPathOf(file))) return undefined
+  const session = readSessionOrJournal(file, ending)
+  if (session.meta.fromJournal === true) {
+    writeFileSync(file, JSON.stringify(session))
+    rmSync(journalPathOf(file), { force: true })
+  }
+  return session
+}
+
+/** How the app ended, in the session's terms: a signal's name, or an exit with its code. */
+function endingOf(
+  exit: { code: number | null; signal: NodeJS.Signals | null } | undefined,
+): Ending {
+  if (exit === undefined) return { reason: 'unknown', exitCode: undefined }
+  if (exit.signal !== null) return { reason: exit.signal, exitCode: undefined }
+  return { reason: 'exit', exitCode: exit.code ?? undefined }
+}
+
+/** One line for a hang still going on when the app ended: who, where, how long at least. */
+function describeHangAtEnd(session: SessionFile, cwd: string): string | undefined {
+  const hang = session.meta.hangAtEnd
+  if (hang === undefined) return undefined
+  const { method, route, task } = hang.context
+  const who =
+    task !== ''
+      ? `in task ${terminalText(task)}`
+      : method === ''
+        ? 'outside any request'
+        : `in ${terminalText(method)} ${route === '' ? '(no route)' : terminalText(route)}`
+  const culprit = hang.culprit
+  const where =
+    culprit === undefined
+      ? 'without a stack'
+      : `in ${terminalText(culprit.functionName)} at ${terminalPath(path.relative(cwd, culprit.file.replace(/^file:\/\//, '')) || culprit.file)}:${culprit.line}`
+  return `the app was hung when it ended: the loop had been blocked for at least ${Math.round(hang.durationMs)} ms ${who}, ${where}`
 }
 
 /** One line naming the worst blocker, for the doctor summary. */
@@ -111,6 +153,7 @@ export async function runSession(mode: 'run' | 'doctor', args: SessionArgs): Pro
     if (mode === 'doctor') clinic = findClinic(args.clinic)
     mkdirSync(outDir, { recursive: true })
     rmSync(reportFile, { force: true })
+    rmSync(journalPathOf(reportFile), { force: true })
 
     const env: NodeJS.ProcessEnv = { ...process.env }
     delete env.LOOPLENS_OWNER_PID
@@ -153,15 +196,22 @@ export async function runSession(mode: 'run' | 'doctor', args: SessionArgs): Pro
     await drive(args, app, listening)
 
     const graceMs = args.graceS * 1000
+    let ending: Ending
     if (clinic === undefined) {
       const ended = await stop(app, graceMs)
       if (ended.killed) {
         log(`the app did not exit within ${args.graceS} s of SIGINT (--grace): killed`)
       }
+      ending = endingOf(ended)
     } else {
+      // The app is clinic's child: only whether it had to be killed is known here.
+      ending = { reason: 'unknown', exitCode: undefined }
       if (listening.pid !== undefined) {
         const clean = await stopPid(listening.pid, graceMs)
-        if (!clean) log(`the app did not exit within ${args.graceS} s of SIGINT (--grace): killed`)
+        if (!clean) {
+          log(`the app did not exit within ${args.graceS} s of SIGINT (--grace): killed`)
+          ending = { reason: 'SIGKILL', exitCode: undefined }
+        }
       }
       log('clinic doctor is analysing…')
       const done = await Promise.race([
@@ -176,13 +226,15 @@ export async function runSession(mode: 'run' | 'doctor', args: SessionArgs): Pro
       }
     }
 
-    const session = readReport(reportFile)
+    const session = readReport(reportFile, ending)
     if (session === undefined) {
       throw new SessionError(
-        'the app ended without writing its report (was it killed before it could exit?)',
+        'the app ended without a report: neither the report nor its journal was written (was the report folder writable?)',
       )
     }
     const cwd = session.meta.cwd
+    const hung = describeHangAtEnd(session, cwd)
+    if (hung !== undefined) log(hung)
     writeFileSync(htmlFile, renderHtmlReport(session))
     process.stdout.write(`\n${formatReport(session.report, { cwd })}`)
 
@@ -206,6 +258,8 @@ export async function runSession(mode: 'run' | 'doctor', args: SessionArgs): Pro
     if (exit !== undefined && exit.code !== 0 && exit.code !== 130 && exit.signal === null) {
       log(`note: the app exited with code ${exit.code}`)
     }
+    // The session did its job — a report — whichever way the app ended (its own exit, the
+    // SIGINT we sent, or SIGKILL after --grace): 0.
     return 0
   } catch (error) {
     if (error instanceof SessionError) {

@@ -6,28 +6,39 @@
  *
  * Rules it keeps:
  *  - a bad variable is reported on stderr (name and value) and the app runs without looplens:
- *    a profiling aid must never be the reason an app does not start;
+ *    a profiling aid must never be the reason an app does not start (under `looplens run`, the
+ *    refusal also goes into the port file, so the command stops at once with the reason);
  *  - everything it starts is unref'd: it never keeps the app alive;
- *  - SIGINT/SIGTERM keep their meaning: an app with its own handlers keeps handling them (the
- *    report is written at its exit); an app without dies of the signal as it would have, after
- *    the report is written;
- *  - under clinic (its sampler relays SIGINT only when it holds the only listener) it adds no
- *    signal listener at all and writes at exit.
+ *  - signals keep their meaning: looplens adds NO signal listener. A listener would replace
+ *    Node's default action (death, even while the loop is stuck: a JavaScript listener cannot
+ *    run then), would cut an app's own `once` handler short or be cut short by it, and makes
+ *    libraries such as `signal-exit` (which re-raise the signal only when they hold every
+ *    listener) back off. So the process ends exactly as it would without looplens;
+ *  - the report survives that: with `LOOPLENS_REPORT_FILE`, the session is journaled as it goes
+ *    (`<file>.journal`: one line per block, per timeline point, a checkpoint every few seconds;
+ *    small synchronous appends, never the whole session re-serialized), the watchdog worker adds
+ *    any hang with its stack from its own thread, and a normal exit writes the final file (and
+ *    removes the journal). After a signal or SIGKILL, `looplens run`/`looplens report` rebuild
+ *    the session from the journal (src/instrument/session.ts).
  */
 import diagnosticsChannel from 'node:diagnostics_channel'
-import { writeFileSync } from 'node:fs'
+import { constants as fsConstants, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
-import { constants as osConstants } from 'node:os'
 import path from 'node:path'
+import { performance } from 'node:perf_hooks'
 import { createLooplens, type Looplens } from '../looplens.js'
 import type { DelayCounts } from '../monitor/delay-monitor.js'
 import { UtilizationWindow } from '../monitor/utilization.js'
+import { resolveOptions } from '../options.js'
 import type { BlockEvent, LooplensOptions } from '../types.js'
 import { Warnings } from '../util/warnings.js'
+import { setHangJournal } from '../watchdog/watchdog.js'
 import { instrumentHttp } from './http.js'
 import {
+  type JournalLine,
+  journalPathOf,
   MAX_SESSION_EVENTS,
   type SessionFile,
   type SessionMeta,
@@ -140,6 +151,24 @@ const OPTION_VARIABLES: Record<string, string> = {
   hangReportMs: ENV.hangReportMs,
 }
 
+/**
+ * An option error in the words of the variables: each variable behind an option the message
+ * names, with its value — only the variables that are set (an option left to its default is no
+ * variable's fault), e.g. `LOOPLENS_HANG_REPORT_MS="1000", LOOPLENS_BLOCK_THRESHOLD_MS="3000":
+ * options.hangReportMs must be 0 (off) or ≥ options.blockThresholdMs (3000) (received 1000)`.
+ */
+export function explainOptionError(message: string, env: Env): string {
+  const named: string[] = []
+  for (const match of message.matchAll(/options\.(\w+)/g)) {
+    const variable = OPTION_VARIABLES[match[1]!]
+    const value = variable === undefined ? undefined : env[variable]
+    if (value === undefined || value.trim() === '') continue
+    const part = `${variable}=${JSON.stringify(value)}`
+    if (!named.includes(part)) named.push(part)
+  }
+  return named.length === 0 ? message : `${named.join(', ')}: ${message}`
+}
+
 function looplensVersion(): string {
   try {
     const require = createRequire(import.meta.url)
@@ -214,8 +243,11 @@ export function startPreload(env: Env = process.env): PreloadSession | undefined
   let settings: PreloadSettings
   try {
     settings = readPreloadSettings(env)
+    // The options too, now rather than at the first listen: a refusal is said before the app
+    // starts, and `looplens run` learns it at once (not after its --timeout).
+    resolveOptions(settings.options)
   } catch (error) {
-    say(`${(error as Error).message}; the app runs without looplens`)
+    refuse(explainOptionError((error as Error).message, env), env, say)
     return undefined
   }
   if (settings.start === 'now') return begin(settings, env, say, undefined)
@@ -235,6 +267,28 @@ export function startPreload(env: Env = process.env): PreloadSession | undefined
 /** Fires once a server is bound (`server.address()` works): every `listen()` of the process. */
 const LISTEN_CHANNEL = 'tracing:net.server.listen:asyncEnd'
 
+/** This process is a child of the app's first process (fork, cluster) that runs the preload too. */
+function isChildProcess(env: Env): boolean {
+  const owner = env[ENV.ownerPid]
+  return owner !== undefined && owner !== '' && owner !== String(process.pid)
+}
+
+/**
+ * The preload will not run: say why on stderr, and in the port file when `looplens run` waits
+ * for one (`{ "refused": why }`), so the command ends with the reason instead of waiting for a
+ * port that the app, running without looplens, will never write.
+ */
+function refuse(why: string, env: Env, say: (message: string) => void): void {
+  say(`${why}; the app runs without looplens`)
+  const portFile = env[ENV.portFile]?.trim()
+  if (portFile === undefined || portFile === '' || isChildProcess(env)) return
+  try {
+    writeFileSync(portFile, JSON.stringify({ pid: process.pid, refused: why }), { flag: 'wx' })
+  } catch {
+    // Written already, or the folder is gone: the message on stderr stands.
+  }
+}
+
 function begin(
   settings: PreloadSettings,
   env: Env,
@@ -245,18 +299,13 @@ function begin(
   try {
     lens = createLooplens(settings.options)
   } catch (error) {
-    const message = (error as Error).message
-    const option = /^options\.(\w+)/.exec(message)?.[1]
-    const variable = option === undefined ? undefined : OPTION_VARIABLES[option]
-    const prefix =
-      variable === undefined ? '' : `${variable}=${JSON.stringify(env[variable] ?? '')}: `
-    say(`${prefix}${message}; the app runs without looplens`)
+    refuse(explainOptionError((error as Error).message, env), env, say)
     return undefined
   }
   try {
     return runSession(lens, settings, env, say, firstServer)
   } catch (error) {
-    say(`could not start (${(error as Error).message}); the app runs without looplens`)
+    refuse(`could not start (${(error as Error).message})`, env, say)
     void lens.close()
     return undefined
   }
@@ -274,8 +323,7 @@ function runSession(
   // A child process started with the same flags (fork, cluster) runs the preload too: it keeps
   // its own report (file name suffixed with its pid) but leaves the port file and the metrics
   // port to the first process.
-  const owner = env[ENV.ownerPid]
-  const isChild = owner !== undefined && owner !== '' && owner !== String(process.pid)
+  const isChild = isChildProcess(env)
   if (!isChild) process.env[ENV.ownerPid] = String(process.pid)
   const reportFile =
     settings.reportFile === undefined || !isChild
@@ -332,14 +380,61 @@ function runSession(
     else diagnosticsChannel.subscribe(LISTEN_CHANNEL, onListen)
   }
 
-  // Every block, for the JSON file and the timeline.
+  // The journal: what survives a signal, a hang or SIGKILL (see the header and session.ts).
+  // Opened once for appending; each line is one small synchronous write. Never closed: the
+  // watchdog worker may append a hang at any moment, and a closed descriptor's number could be
+  // reused by the app for another file. The process's end closes it.
+  const journalFile = reportFile === undefined ? undefined : journalPathOf(reportFile)
+  let journalFd: number | undefined
+  function journal(line: JournalLine): void {
+    if (journalFd === undefined) return
+    try {
+      writeSync(journalFd, `${JSON.stringify(line)}\n`)
+    } catch (error) {
+      journalFd = undefined
+      setHangJournal(undefined)
+      warnings.once('LOOPLENS_JOURNAL_FAILED', `the report journal ${journalFile} failed`, error)
+    }
+  }
+  const baseMeta = {
+    looplensVersion: looplensVersion(),
+    nodeVersion: process.version,
+    pid: process.pid,
+    script: relativeScript(cwd),
+    cwd,
+    startedAt: startedAt.toISOString(),
+    blockThresholdMs: lens.options.blockThresholdMs,
+    timelineIntervalMs: settings.timelineIntervalMs,
+  }
+  if (journalFile !== undefined) {
+    try {
+      // O_APPEND: every write lands at the end, whichever thread makes it.
+      const { O_WRONLY, O_CREAT, O_TRUNC, O_APPEND } = fsConstants
+      journalFd = openSync(journalFile, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND)
+      journal({ type: 'start', meta: baseMeta })
+      if (lens.options.hangReportMs > 0) setHangJournal(journalFd)
+    } catch (error) {
+      say(
+        `the report journal ${journalFile} cannot be written (${(error as Error).message}); the report is written at a normal exit only`,
+      )
+      journalFd = undefined
+    }
+  }
+
+  // Every block, for the JSON file, the journal and the timeline.
   const events: BlockEvent[] = []
   let eventsDropped = 0
   let blocksInWindow = 0
   lens.on('block', (event) => {
     blocksInWindow++
-    if (events.length < MAX_SESSION_EVENTS) events.push(event)
-    else eventsDropped++
+    if (events.length < MAX_SESSION_EVENTS) {
+      events.push(event)
+      journal({ type: 'block', event })
+    } else {
+      eventsDropped++
+      // Past the cap, the journal keeps what the report aggregates (no stack frames).
+      journal({ type: 'block', event: { ...event, frames: [] }, compact: true })
+    }
   })
 
   // The timeline: delay p99/max and utilization per interval, from the lens's own delay monitor
@@ -361,20 +456,44 @@ function runSession(
       maxSeconds: counts.maxSeconds,
     }
     const utilization = utilizationWindow.next()
-    timeline.push({
+    const point: TimelinePoint = {
       t: Date.now(),
       delayP99Ms: round(p99Ms),
       delayMaxMs: round(maxMs),
       utilization: round(utilization, 4),
       blocks: blocksInWindow,
-    })
+    }
+    timeline.push(point)
+    journal({ type: 'point', point })
     blocksInWindow = 0
     // Bounded: a day at one point a second is 86,400 points; drop every other old point past it.
     if (timeline.length > 86_400) timeline.splice(0, timeline.length, ...thin(timeline))
   }
+  // Utilization since the session began, read without moving any window (the report's own
+  // `loop.utilization` is "since the previous report", and checkpoints take reports).
+  const sessionElu = performance.eventLoopUtilization()
+  const sessionUtilization = () => performance.eventLoopUtilization(sessionElu).utilization
+
+  // The route rows and the loop's figures, for a journal-rebuilt report (they are the only part
+  // of it not made of journaled blocks): at a timeline point when they changed, at most
+  // CHECKPOINT_BYTES_PER_S of journal a second — an app with many routes checkpoints less often.
+  let nextCheckpointAt = 0
+  let lastRoutes = ''
+  function checkpoint(): void {
+    const now = Date.now()
+    if (journalFd === undefined || now < nextCheckpointAt) return
+    const report = lens.report()
+    const routes = JSON.stringify(report.routes)
+    nextCheckpointAt = now + (routes.length / CHECKPOINT_BYTES_PER_S) * 1000
+    if (routes === lastRoutes) return
+    lastRoutes = routes
+    const loop = { ...report.loop, utilization: sessionUtilization() }
+    journal({ type: 'checkpoint', at: now, routes: report.routes, loop })
+  }
   const timer = setInterval(() => {
     try {
       sample()
+      checkpoint()
     } catch (error) {
       warnings.once('LOOPLENS_TIMELINE_FAILED', 'the timeline could not be sampled', error)
     }
@@ -382,7 +501,6 @@ function runSession(
   timer.unref()
 
   let finished = false
-  let receivedSignal: 'SIGINT' | 'SIGTERM' | undefined
   function finish(reason: SessionMeta['reason'], exitCode: number | undefined): void {
     if (finished) return
     finished = true
@@ -391,20 +509,14 @@ function runSession(
       lens.flushStall()
       sample()
       const report = lens.report()
+      report.loop.utilization = sessionUtilization()
       if (settings.reportStderr) process.stderr.write(`\n${lens.formatReport(report)}`)
       if (reportFile !== undefined) {
         const meta: SessionMeta = {
-          looplensVersion: looplensVersion(),
-          nodeVersion: process.version,
-          pid: process.pid,
-          script: relativeScript(cwd),
-          cwd,
-          startedAt: startedAt.toISOString(),
+          ...baseMeta,
           endedAt: new Date().toISOString(),
           reason,
           exitCode,
-          blockThresholdMs: lens.options.blockThresholdMs,
-          timelineIntervalMs: settings.timelineIntervalMs,
           eventsDropped,
         }
         const session: SessionFile = {
@@ -416,6 +528,8 @@ function runSession(
           events,
         }
         writeFileSync(reportFile, JSON.stringify(session))
+        // The final file says all the journal did and more.
+        if (journalFile !== undefined) rmSync(journalFile, { force: true })
       }
     } catch (error) {
       say(`the report could not be written (${(error as Error).message})`)
@@ -426,28 +540,15 @@ function runSession(
     metricsServer?.close()
   }
 
-  process.once('exit', (code) => finish(receivedSignal ?? 'exit', code))
-
-  const underClinic = Object.keys(env).some((name) => name.startsWith('NODE_CLINIC_'))
-  if (!underClinic) {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (signal !== 'SIGINT' && signal !== 'SIGTERM') return
-      receivedSignal = signal
-      // The app has its own handler: it decides when to exit, and the report is written then.
-      if (process.listenerCount(signal) > 1) return
-      const exitCode = 128 + osConstants.signals[signal]
-      finish(signal, exitCode)
-      // Node's default action would end the process with the signal (status 128 + signal number
-      // in a shell). Exiting with that code instead lets the 'exit' listeners run: the watchdog
-      // must disconnect its inspector session, or Node prints "Waiting for the debugger…".
-      process.exit(exitCode)
-    }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-  }
+  // A normal exit (the app's own signal handlers end in one too). No signal listener: see the
+  // header — a signal that kills the process leaves the journal.
+  process.once('exit', (code) => finish('exit', code))
 
   return { lens, settings, finish }
 }
+
+/** The journal's budget for checkpoints (route rows), bytes a second. */
+const CHECKPOINT_BYTES_PER_S = 2_048
 
 function round(value: number, digits = 2): number {
   const scale = 10 ** digits

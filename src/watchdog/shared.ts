@@ -36,6 +36,12 @@ export interface WatchdogSettings {
   hangReportMs: number
   /** How often the worker looks at the heartbeat, ms. */
   pollMs: number
+  /**
+   * A file descriptor open for appending (the zero-code session's journal) where the worker
+   * writes each hang as it happens: the stuck main thread cannot, and the process may be killed
+   * before the hang ends. Undefined: hangs go to stderr only.
+   */
+  hangJournalFd?: number
 }
 
 /** Messages from the worker to the main thread. */

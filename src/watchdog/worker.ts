@@ -10,10 +10,18 @@
  * A stall that lasts past `hangReportMs` is reported from here, on stderr, while it lasts: the
  * main thread cannot speak. We write with fs.writeSync(2): a worker's process.stderr is relayed
  * through the main thread, which is exactly the thread that is stuck.
+ *
+ * Under the zero-code preload the hang also goes into the session's journal (the fd in
+ * `hangJournalFd`): its context, the stack taken inside the hanging code, and once a second how
+ * long it has lasted. looplens adds no signal listener (a signal keeps its default action, which
+ * a stuck thread could not run anyway), so a hung app dies of SIGTERM/SIGINT or SIGKILL without
+ * its main thread writing anything: what this thread wrote is the report's account of the hang.
  */
 import { writeSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { parentPort, workerData } from 'node:worker_threads'
+import { culpritOf, dropProbeFrames, parseStack } from '../stack/frames.js'
+import type { BlockContext } from '../types.js'
 import {
   BEAT,
   CONTROL,
@@ -26,7 +34,16 @@ import {
 
 // Constant texts: V8 caches their compilation. The probe reads the stall id from shared memory.
 const PROBE = "globalThis[Symbol.for('looplens.probe.v1')](false)"
-const HANG_PROBE = "globalThis[Symbol.for('looplens.probe.v1')](true)"
+/**
+ * The probe (its capture serves the detector if the stall ever ends; its text goes to stderr),
+ * then src/watchdog/hang.ts's function, which returns the context labels and a raw stack for the
+ * journal. One message, both inside the stuck code.
+ */
+const HANG_PROBE =
+  "globalThis[Symbol.for('looplens.hang.v1')](globalThis[Symbol.for('looplens.probe.v1')](true))"
+
+/** How often the journal learns that a reported hang is still going on. */
+const HANG_PROGRESS_MS = 1_000
 
 /**
  * After this many probes in one stall, probe less and less often (down to 4 a second): the
@@ -45,6 +62,13 @@ function writeStderr(text: string): void {
   } catch {
     // stderr closed: nothing to do
   }
+}
+
+/** What src/watchdog/hang.ts returns (by value). */
+interface HangAnswer {
+  text?: unknown
+  context?: BlockContext
+  stack?: unknown
 }
 
 interface Session {
@@ -81,7 +105,42 @@ async function start(): Promise<void> {
   let hangReported = false
   let probeFailureReported = false
 
-  function sendProbe(hang: boolean, onText?: (text: string | undefined) => void): void {
+  /**
+   * One line to the journal: a single write() on a descriptor opened for appending, so it never
+   * interleaves with the main thread's lines. A failure (disk full, fd closed) stops journaling.
+   */
+  function journal(line: object): void {
+    const fd = settings.hangJournalFd
+    if (fd === undefined) return
+    try {
+      writeSync(fd, `${JSON.stringify(line)}\n`)
+    } catch {
+      settings = { ...settings, hangJournalFd: undefined }
+    }
+  }
+  /** The stall whose hang is in the journal, and when its duration was last written. */
+  let journaledStall = Number.NaN
+  let progressAt = 0
+
+  function journalHang(id: number, answer: HangAnswer | undefined, native: boolean): void {
+    const blockedForMs = Math.round(epochNow() - id)
+    const stack = typeof answer?.stack === 'string' ? answer.stack : undefined
+    const frames = stack === undefined ? [] : dropProbeFrames(parseStack(stack))
+    journal({
+      type: 'hang',
+      stallId: id,
+      at: Date.now(),
+      blockedForMs,
+      context: answer?.context ?? { method: '', route: '', task: '' },
+      frames,
+      culprit: culpritOf(frames),
+      stackMissing: frames.length > 0 ? undefined : native ? 'missed' : 'unavailable',
+    })
+    journaledStall = id
+    progressAt = blockedForMs
+  }
+
+  function sendProbe(hang: boolean, onText?: (value: unknown) => void): void {
     inFlightSince = epochNow()
     session.post(
       'Runtime.evaluate',
@@ -100,8 +159,7 @@ async function start(): Promise<void> {
           onText?.(undefined)
           return
         }
-        const value = response?.result?.value
-        onText?.(typeof value === 'string' ? value : undefined)
+        onText?.(response?.result?.value)
       },
     )
   }
@@ -109,12 +167,15 @@ async function start(): Promise<void> {
   function reportHang(id: number): void {
     hangReported = true
     floats[HANG_REPORTED] = id
-    sendProbe(true, (text) => {
+    sendProbe(true, (value) => {
+      const answer = typeof value === 'object' && value !== null ? (value as HangAnswer) : undefined
       const blockedFor = Math.round(epochNow() - id)
-      const where = text ?? "outside the probe's reach"
+      const where = typeof answer?.text === 'string' ? answer.text : "outside the probe's reach"
       writeStderr(
         `looplens: the event loop has been blocked for ${blockedFor} ms and counting, ${where}\n`,
       )
+      // Still the same stall: a probe that answers after the stall ended has nothing to add.
+      if (floats[BEAT] === id) journalHang(id, answer, false)
     })
   }
 
@@ -133,6 +194,10 @@ async function start(): Promise<void> {
       nextProbeAge = firstProbeAge
       hangReported = false
     }
+    if (journaledStall === stallId && age - progressAt >= HANG_PROGRESS_MS) {
+      progressAt = age
+      journal({ type: 'stall', stallId, at: Date.now(), blockedForMs: Math.round(age) })
+    }
     if (inFlightSince !== 0) {
       // The main thread is in native code (pbkdf2Sync, a sync fs call…): the probe runs when it
       // returns to JavaScript. Say so once if that outlasts the hang limit.
@@ -142,6 +207,7 @@ async function start(): Promise<void> {
         writeStderr(
           `looplens: the event loop has been blocked for ${Math.round(age)} ms and counting, in native code (a stack follows when it returns to JavaScript)\n`,
         )
+        journalHang(stallId, undefined, true)
       }
       return
     }
