@@ -57,6 +57,13 @@ const CASES: Case[] = [
     TypeError,
     'options.excludePaths[1] must be a path starting with "/" or a RegExp (received "health")',
   ],
+  [
+    'maxRoutes',
+    0,
+    RangeError,
+    'options.maxRoutes must be an integer between 1 and 1000000 (received 0)',
+  ],
+  ['maxRoutes', '1000', TypeError, 'options.maxRoutes must be an integer (received "1000")'],
   ['captureStacks', 'yes', TypeError, 'options.captureStacks must be a boolean (received "yes")'],
   [
     'maxStacksPerMinute',
