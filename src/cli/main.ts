@@ -23,7 +23,7 @@ function report(argv: string[]): number {
     process.stderr.write(`looplens: ${(error as Error).message}\n`)
     return 1
   }
-  if (session.meta.fromJournal === true) {
+  if (session.meta.fromJournal === true && !args.file.endsWith('.journal')) {
     process.stderr.write(
       `looplens: ${args.file} was not written (the app did not exit normally): rebuilt from its journal\n`,
     )
