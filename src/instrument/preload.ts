@@ -29,7 +29,7 @@ import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { createLooplens, type Looplens } from '../looplens.js'
-import type { DelayCounts } from '../monitor/delay-monitor.js'
+import { IntervalDelayWindow } from '../monitor/interval-delay.js'
 import { UtilizationWindow } from '../monitor/utilization.js'
 import { resolveOptions } from '../options.js'
 import type { BlockEvent, LooplensOptions } from '../types.js'
@@ -176,41 +176,6 @@ function looplensVersion(): string {
   } catch {
     return 'unknown'
   }
-}
-
-/** p99 and max of the delay samples recorded between two cumulative readings. */
-export function windowDelay(
-  previous: { cumulative: readonly number[]; count: number; maxSeconds: number },
-  now: Readonly<DelayCounts>,
-): { p99Ms: number; maxMs: number } {
-  const samples = now.count - previous.count
-  if (samples <= 0) return { p99Ms: 0, maxMs: 0 }
-  const target = 0.99 * samples
-  let p99 = now.maxSeconds
-  let max = now.maxSeconds
-  let previousBound = 0
-  let previousCount = 0
-  let p99Found = false
-  for (let i = 0; i < now.bounds.length; i++) {
-    const bound = now.bounds[i]!
-    const inWindow = now.cumulative[i]! - (previous.cumulative[i] ?? 0)
-    if (!p99Found && inWindow >= target) {
-      const inBucket = inWindow - previousCount
-      const fraction = inBucket === 0 ? 1 : (target - previousCount) / inBucket
-      p99 = previousBound + (bound - previousBound) * fraction
-      p99Found = true
-    }
-    if (inWindow >= samples) {
-      max = bound
-      break
-    }
-    previousBound = bound
-    previousCount = inWindow
-  }
-  // A new all-time maximum happened in this window: that one is exact.
-  if (now.maxSeconds > previous.maxSeconds) max = now.maxSeconds
-  max = Math.min(max, now.maxSeconds)
-  return { p99Ms: Math.min(p99, max) * 1000, maxMs: max * 1000 }
 }
 
 function relativeScript(cwd: string): string {
@@ -440,21 +405,11 @@ function runSession(
   // The timeline: delay p99/max and utilization per interval, from the lens's own delay monitor
   // (no second histogram, no second timer at sampling frequency).
   const timeline: TimelinePoint[] = []
-  const initial = lens.delayCounts()
-  let previous = {
-    cumulative: [...initial.cumulative],
-    count: initial.count,
-    maxSeconds: initial.maxSeconds,
-  }
+  // A stalled interval reads as stalled: see src/monitor/interval-delay.ts.
+  const delayWindow = new IntervalDelayWindow(lens.delayCounts(), settings.timelineIntervalMs)
   const utilizationWindow = new UtilizationWindow()
-  function sample(): void {
-    const counts = lens.delayCounts()
-    const { p99Ms, maxMs } = windowDelay(previous, counts)
-    previous = {
-      cumulative: [...counts.cumulative],
-      count: counts.count,
-      maxSeconds: counts.maxSeconds,
-    }
+  function sample(firedAt = performance.now()): void {
+    const { p99Ms, maxMs } = delayWindow.next(lens.delayCounts(), firedAt)
     const utilization = utilizationWindow.next()
     const point: TimelinePoint = {
       t: Date.now(),
@@ -491,12 +446,18 @@ function runSession(
     journal({ type: 'checkpoint', at: now, routes: report.routes, loop })
   }
   const timer = setInterval(() => {
-    try {
-      sample()
-      checkpoint()
-    } catch (error) {
-      warnings.once('LOOPLENS_TIMELINE_FAILED', 'the timeline could not be sampled', error)
-    }
+    // Read after this loop turn's timers: after a stall, the delay monitor's own overdue timer
+    // records the stall in this same timers phase, and it may run after this one.
+    const firedAt = performance.now()
+    setImmediate(() => {
+      if (finished) return
+      try {
+        sample(firedAt)
+        checkpoint()
+      } catch (error) {
+        warnings.once('LOOPLENS_TIMELINE_FAILED', 'the timeline could not be sampled', error)
+      }
+    }).unref()
   }, settings.timelineIntervalMs)
   timer.unref()
 

@@ -2,9 +2,8 @@
  * Event-loop delay and utilization, sampled by Node itself (no JS on the hot path).
  *
  * `monitorEventLoopDelay` is a libuv timer that records how late it fires into an HDR histogram.
- * We drain it into cumulative counts (never reset by a scrape): each drain reads the native
- * histogram and resets it in the same synchronous step, so no sample can fall between the two,
- * and a block that straddles a drain is simply recorded by the next one.
+ * We read it as cumulative counts (never reset, by a scrape or by anyone: see `drain()`), so a
+ * block that straddles a read is simply counted by the next one.
  */
 import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks'
 
@@ -51,41 +50,48 @@ export class DelayMonitor {
     }
   }
 
-  /** Move what the native histogram holds into the cumulative counts, then reset it. */
+  /**
+   * The cumulative counts of every sample since start, read from the native histogram.
+   *
+   * The native histogram is never reset: its reset also forgets when the monitor's timer last
+   * fired, so the first delay after a reset is not recorded at all. A drain right after a stall —
+   * the timeline's or a scrape's timer running before the monitor's own in the loop turn that
+   * ends the stall — lost the stall itself: a 5 s stall read as 4 ms, and the histogram never
+   * counted it. Reading the whole histogram costs the same as reading a window of it (a binary
+   * search on ranks per bound).
+   */
   drain(): DelayCounts {
     const histogram = this.#histogram
+    const counts = this.#counts
     const samples = histogram.count
-    if (samples > 0 && !this.#closed) {
-      const counts = this.#counts
-      const resolution = this.#resolutionNs
-      const maxNs = histogram.max
-      const rank = (k: number): number => histogram.percentile((100 * k) / samples)
-      for (let i = 0; i < counts.bounds.length; i++) {
-        const limitNs = counts.bounds[i]! * 1e9 + resolution
-        let below: number
-        if (maxNs <= limitNs) {
-          below = samples
-        } else {
-          // Largest k with value(k) ≤ limit, by binary search on the rank: exact to the HDR
-          // histogram's precision (3 significant digits), O(log n) native calls per bound.
-          let lo = 0
-          let hi = samples
-          while (lo < hi) {
-            const mid = Math.ceil((lo + hi) / 2)
-            if (rank(mid) <= limitNs) lo = mid
-            else hi = mid - 1
-          }
-          below = lo
+    if (this.#closed || samples === counts.count) return counts
+    const resolution = this.#resolutionNs
+    const maxNs = histogram.max
+    const rank = (k: number): number => histogram.percentile((100 * k) / samples)
+    for (let i = 0; i < counts.bounds.length; i++) {
+      const limitNs = counts.bounds[i]! * 1e9 + resolution
+      let below: number
+      if (maxNs <= limitNs) {
+        below = samples
+      } else {
+        // Largest k with value(k) ≤ limit, by binary search on the rank: exact to the HDR
+        // histogram's precision (3 significant digits), O(log n) native calls per bound.
+        let lo = 0
+        let hi = samples
+        while (lo < hi) {
+          const mid = Math.ceil((lo + hi) / 2)
+          if (rank(mid) <= limitNs) lo = mid
+          else hi = mid - 1
         }
-        counts.cumulative[i]! += below
+        below = lo
       }
-      counts.count += samples
-      counts.sumSeconds += Math.max(0, (histogram.mean - resolution) * samples) / 1e9
-      counts.maxSeconds = Math.max(counts.maxSeconds, Math.max(0, maxNs - resolution) / 1e9)
-      counts.minSeconds = Math.min(counts.minSeconds, Math.max(0, histogram.min - resolution) / 1e9)
-      histogram.reset()
+      counts.cumulative[i] = below
     }
-    return this.#counts
+    counts.count = samples
+    counts.sumSeconds = Math.max(0, (histogram.mean - resolution) * samples) / 1e9
+    counts.maxSeconds = Math.max(0, maxNs - resolution) / 1e9
+    counts.minSeconds = Math.max(0, histogram.min - resolution) / 1e9
+    return counts
   }
 
   /**
