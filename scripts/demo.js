@@ -6,7 +6,8 @@
  * 1. Builds looplens if dist/ is missing or older than src/.
  * 2. Starts examples/fixes/app.js (instrumented with looplens) in a child process.
  * 3. For each endpoint, bad then good: drives load with autocannon for a few seconds while a
- *    worker thread keeps probing the fast victim route GET /health.
+ *    worker thread keeps probing the fast victim route GET /health (scripts/victim-prober.js: a
+ *    probe still waiting when the phase ends counts with the time it has waited so far).
  * 4. Prints the blocking report the app's looplens instance made (every bad endpoint with its
  *    culprit function and file:line; no good one), and per pair: throughput, latency and the
  *    victim's p99 latency during each variant.
@@ -21,8 +22,8 @@ import { existsSync, readdirSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { Worker } from 'node:worker_threads'
 import autocannon from 'autocannon'
+import { percentile, startProber } from './victim-prober.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -152,62 +153,7 @@ async function stopApp(child) {
   clearTimeout(timer)
 }
 
-// ─── 3. The victim prober: a worker thread, so the load generator cannot delay its clock ─────────
-
-const PROBER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads')
-const http = require('node:http')
-const agent = new http.Agent({ keepAlive: true })
-let running = true
-let samples = []
-parentPort.on('message', (message) => {
-  if (message === 'take') { parentPort.postMessage(samples); samples = [] }
-  if (message === 'stop') { running = false; agent.destroy(); parentPort.close() }
-})
-function probe() {
-  return new Promise((resolve) => {
-    const start = performance.now()
-    const req = http.get(workerData.url + '/health', { agent, timeout: 15000 }, (res) => {
-      res.resume()
-      res.on('end', () => { samples.push(performance.now() - start); resolve() })
-    })
-    req.on('timeout', () => req.destroy())
-    req.on('error', () => { samples.push(performance.now() - start); resolve() })
-  })
-}
-async function loop() {
-  while (running) {
-    await probe()
-    await new Promise((resolve) => setTimeout(resolve, workerData.gapMs))
-  }
-}
-for (let i = 0; i < workerData.concurrency; i++) loop()
-`
-
-function startProber(url) {
-  const worker = new Worker(PROBER_SOURCE, {
-    eval: true,
-    workerData: { url, concurrency: 2, gapMs: 20 },
-  })
-  return {
-    /** Latencies (ms) since the previous take(). */
-    take: () =>
-      new Promise((resolve) => {
-        worker.once('message', resolve)
-        worker.postMessage('take')
-      }),
-    stop: () => {
-      worker.postMessage('stop')
-      return worker.terminate()
-    },
-  }
-}
-
-function percentile(values, q) {
-  if (values.length === 0) return Number.NaN
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]
-}
+// ─── 3. The victim prober: scripts/victim-prober.js (a worker thread; unfinished probes count) ───
 
 // ─── 4. Load ─────────────────────────────────────────────────────────────────────────────────────
 
