@@ -519,23 +519,29 @@ function express4Step(layer: Layer, regexp: RegExp): Step {
     .filter((name): name is string => typeof name === 'string')
   let next = 0
   const nextName = (): string | undefined => names[next++]
-  const declared: string[] = []
-  for (const part of parts) {
-    const candidate = readExpress4Path(part, nextName)
-    if (candidate === undefined || compiledSource(LayerClass, candidate, sensitive) !== part) {
-      declared.length = 0
-      break
-    }
-    declared.push(candidate)
-  }
-  if (declared.length === 0) {
-    // A RegExp mount, or a path we cannot read back: the regexp's own text is its template.
+  if (parts.length === 1 && !parts[0]!.startsWith('^')) {
+    // A RegExp mount: its own text is its template.
     return [{ template: regexp.toString(), match: layerMatcher(LayerClass, regexp, sensitive) }]
   }
-  return declared.map((path) => ({
-    template: mountTemplate(path),
-    match: layerMatcher(LayerClass, path, sensitive),
-  }))
+  const step: Alternative[] = []
+  for (const part of parts) {
+    const candidate = readExpress4Path(part, nextName)
+    if (candidate !== undefined && compiledSource(LayerClass, candidate, sensitive) === part) {
+      step.push({
+        template: mountTemplate(candidate),
+        match: layerMatcher(LayerClass, candidate, sensitive),
+      })
+    } else {
+      // A RegExp in an array (Express 4 joins its source, under the array's flags), or a path
+      // we cannot read back: the regexp text of that part is its template.
+      const own = new RegExp(part, regexp.flags)
+      step.push({
+        template: String(new RegExp(part)),
+        match: layerMatcher(LayerClass, own, sensitive),
+      })
+    }
+  }
+  return step
 }
 
 /** The source Express 4 would compile `path` to, as a mount (to check a read-back path). */
@@ -712,7 +718,8 @@ function inferTemplate(matcher: unknown, piece: string, sensitive: boolean): str
     }
     // Literal text of the declared path, unless the matcher accepts another text there (a
     // pattern, not a literal): then it is not ours to show.
-    const changed = `${segment.slice(0, -1)}${segment.endsWith('a') ? 'b' : 'a'}`
+    const last = segment.slice(-1).toLowerCase()
+    const changed = `${segment.slice(0, -1)}${last === 'a' ? 'b' : 'a'}`
     probe[i] = changed
     if (run(probe.join('/')) !== undefined) return UNKNOWN_REGEXP
     out.push(sensitive ? segment : segment.toLowerCase())
