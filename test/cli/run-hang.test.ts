@@ -34,17 +34,19 @@ describe('looplens run on a hung app', () => {
   it('an app with its own SIGINT handler is killed after --grace; the report names the hang', async () => {
     const { ran, out } = await runHungApp('graceful')
     expect(ran.code, ran.stderr).toBe(0)
-    expect(ran.stderr).toContain('did not exit within 1 s of SIGINT (--grace): killed')
-    expect(ran.stderr).toMatch(
+    const said = `stdout:\n${ran.stdout}\nstderr:\n${ran.stderr}`
+    expect(ran.stderr, said).toContain('did not exit within 1 s of SIGINT (--grace): killed')
+    expect(ran.stderr, said).toMatch(
       /the app was hung when it ended: the loop had been blocked for at least \d+ ms outside any request, in spinForever at test\/fixtures\/signals-app\.js:\d+/,
     )
     expect(ran.stdout).toContain('looplens — event-loop blocking report')
-    expect(ran.stdout).toMatch(/spinForever\s+test\/fixtures\/signals-app\.js:\d+/)
+    expect(ran.stdout, said).toMatch(/spinForever\s+test\/fixtures\/signals-app\.js:\d+/)
     const session = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8')) as SessionFile
     expect(session.meta).toMatchObject({ reason: 'SIGKILL', fromJournal: true })
     expect(session.meta.hangAtEnd?.culprit?.functionName).toBe('spinForever')
     expect(session.report.blockers[0]?.culprit?.functionName).toBe('spinForever')
-    expect(session.report.blockers[0]?.maxMs).toBeGreaterThanOrEqual(2_000)
+    // Hung from 0.3 s to the kill (≥ 3 s later); the worker writes its length once a second.
+    expect(session.report.blockers[0]?.maxMs, said).toBeGreaterThanOrEqual(1_500)
     expect(existsSync(path.join(out, 'report.html'))).toBe(true)
     expect(readFileSync(path.join(out, 'report.html'), 'utf8')).toContain('spinForever')
   })
@@ -52,8 +54,9 @@ describe('looplens run on a hung app', () => {
   it('an app without handlers dies of SIGINT at once; the report names the hang', async () => {
     const { ran, out } = await runHungApp('plain')
     expect(ran.code, ran.stderr).toBe(0)
-    expect(ran.stderr).not.toContain('(--grace): killed')
-    expect(ran.stdout).toMatch(/spinForever\s+test\/fixtures\/signals-app\.js:\d+/)
+    const said = `stdout:\n${ran.stdout}\nstderr:\n${ran.stderr}`
+    expect(ran.stderr, said).not.toContain('(--grace): killed')
+    expect(ran.stdout, said).toMatch(/spinForever\s+test\/fixtures\/signals-app\.js:\d+/)
     const session = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8')) as SessionFile
     expect(session.meta).toMatchObject({ reason: 'SIGINT', fromJournal: true })
     expect(session.meta.hangAtEnd?.culprit?.functionName).toBe('spinForever')

@@ -23,6 +23,8 @@ interface Ended {
   stdout: string
   stderr: string
   reportFile: string
+  /** A block of checksumUpload, with its stack, was in the journal before the signal. */
+  blockJournaled: boolean
 }
 
 function portOf(stdout: string): number | undefined {
@@ -56,6 +58,7 @@ async function runApp(
   })
   await until(() => portOf(app.stdout()) !== undefined, 'the app to listen')
   const url = `http://127.0.0.1:${portOf(app.stdout())}`
+  let blockJournaled = false
   if (hang === 'none') {
     // Under the preload, until a block with its stack is in the journal: the first block may
     // come before the watchdog worker is up (no stack then). Bounded.
@@ -66,7 +69,9 @@ async function runApp(
       expect((await fetch(`${url}/slow`, { method: 'POST', body: 'x' })).status).toBe(200)
       // The block is published once the heartbeat has measured its end (a few ms later).
       await new Promise((resolve) => setTimeout(resolve, 200))
-      if (!preload || stackJournaled()) break
+      if (!preload) break
+      blockJournaled = stackJournaled()
+      if (blockJournaled) break
     }
   } else {
     // Never answered: the app hangs inside the handler.
@@ -94,6 +99,7 @@ async function runApp(
     stdout: ran.stdout,
     stderr: ran.stderr,
     reportFile,
+    blockJournaled,
   }
 }
 
@@ -104,6 +110,17 @@ function expectedStatus(style: Style, hang: Hang, signal: NodeJS.Signals) {
   if (hang !== 'none' && style === 'graceful') return { ignoredTheSignal: true }
   if (style === 'graceful') return { code: signal === 'SIGINT' ? 3 : 4, signal: null }
   return { code: null, signal, ignoredTheSignal: false }
+}
+
+/**
+ * What was journaled before the signal is in the report. (On a machine starved of CPU the
+ * detector may publish none of the 120 ms blocks with a stack — its business, not this test's:
+ * then the report must still exist and render.)
+ */
+async function expectBlockReported(ended: Ended): Promise<void> {
+  const text = await reportText(ended.reportFile)
+  expect(text).toContain('looplens — event-loop blocking report')
+  if (ended.blockJournaled) expect(text, text).toContain('checksumUpload')
 }
 
 /** `looplens report <file>`: the text report, from the final file or from the journal. */
@@ -143,9 +160,7 @@ describe('signals under the preload: the same exit status, and a report', () => 
         if (!style.startsWith('signal-exit')) {
           expect(lens.stderr).not.toContain('Waiting for the debugger')
         }
-        const text = await reportText(lens.reportFile)
-        expect(text).toContain('looplens — event-loop blocking report')
-        expect(text, text).toContain('checksumUpload')
+        await expectBlockReported(lens)
       })
     }
   }
@@ -182,7 +197,7 @@ describe('signals under the preload: the same exit status, and a report', () => 
     it(`${style} app, SIGKILL: the report still exists`, async () => {
       const lens = await runApp(style, 'none', 'SIGKILL', true)
       expect(lens.signal).toBe('SIGKILL')
-      expect(await reportText(lens.reportFile)).toContain('checksumUpload')
+      await expectBlockReported(lens)
     })
   }
 })
