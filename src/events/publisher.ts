@@ -14,20 +14,22 @@ const blockChannel = diagnosticsChannel.channel(BLOCK_CHANNEL_NAME)
 
 /** A block some instance put on the channel: its owner and its span on the wall clock. */
 interface ChannelSpan {
-  owner: BlockPublisher
+  /** The publishing instance's own token (not the instance: a closed one is not kept alive). */
+  owner: symbol
   start: number
   end: number
 }
 
 /**
- * Process-wide (one copy of the module per process, like the watchdog's shared buffer): the
- * latest blocks published on the channel. Every instance measures the same stalls — the preload's
- * and the app's own — and the channel is one for the whole process, so each stall must go out
- * once. Spans of distinct stalls never overlap (a loop turn separates them); spans of one stall
- * measured by two instances do. A bounded ring: a stall published by an instance whose route was
- * pending (published when the request ends) is still found among the last few dozen.
+ * Process-wide: the latest blocks published on the channel. Every instance measures the same
+ * stalls — the preload's and the app's own — and the channel is one for the whole process, so
+ * each stall must go out once. Spans of distinct stalls never overlap (a loop turn separates
+ * them); spans of one stall measured by two instances do. Kept on `globalThis` under a versioned
+ * symbol (like the probe) so that two copies of looplens in one process — a preload installed
+ * apart from the app's own — share it too. A bounded ring: a stall published by an instance whose
+ * route was pending (published when the request ends) is still found among the last few dozen.
  */
-const channelSpans: ChannelSpan[] = []
+const channelSpans = sharedChannelSpans()
 const MAX_CHANNEL_SPANS = 64
 
 /**
@@ -35,7 +37,7 @@ const MAX_CHANNEL_SPANS = 64
  * an overlapping one (the same stall). One instance's own segments of one stall never overlap
  * each other, and all of them go out.
  */
-function claimChannelSpan(owner: BlockPublisher, event: BlockEvent): boolean {
+function claimChannelSpan(owner: symbol, event: BlockEvent): boolean {
   const start = event.startTime
   const end = start + event.durationMs
   for (const span of channelSpans) {
@@ -46,12 +48,23 @@ function claimChannelSpan(owner: BlockPublisher, event: BlockEvent): boolean {
   return true
 }
 
+function sharedChannelSpans(): ChannelSpan[] {
+  const key = Symbol.for('looplens.channelSpans.v1')
+  const holder = globalThis as Record<symbol, unknown>
+  if (!Array.isArray(holder[key])) {
+    Object.defineProperty(globalThis, key, { value: [], configurable: true, enumerable: false })
+  }
+  return holder[key] as ChannelSpan[]
+}
+
 export type BlockSubscriber = (event: BlockEvent) => void
 
 export class BlockPublisher {
   readonly #internal: BlockSubscriber[] = []
   readonly #listeners: BlockSubscriber[] = []
   readonly #warnings: Warnings
+  /** Who published a span on the channel (see claimChannelSpan). */
+  readonly #channelToken = Symbol('looplens instance')
 
   constructor(warnings: Warnings) {
     this.#warnings = warnings
@@ -89,7 +102,8 @@ export class BlockPublisher {
     // documented behaviour, the same on Node 20, 22 and 24). Wrapping the call in try/catch never
     // sees it; only patching Node's channel would, and looplens does not patch Node. The README
     // says so; looplens itself never subscribes to this channel.
-    if (blockChannel.hasSubscribers && claimChannelSpan(this, event)) blockChannel.publish(event)
+    if (blockChannel.hasSubscribers && claimChannelSpan(this.#channelToken, event))
+      blockChannel.publish(event)
     for (const listener of [...this.#listeners]) {
       try {
         listener(event)
