@@ -324,7 +324,8 @@ section .sub{margin:0 0 10px;color:#6b7280;font-size:13px}
 .legend i.dash{height:0;border-top:2px dashed;border-radius:0;vertical-align:3px}
 table.blockers{width:100%;border-collapse:collapse}
 .blockers th{text-align:left;font-size:12px;color:#6b7280;text-transform:uppercase;letter-spacing:.04em;border-bottom:1px solid #e5e7eb;padding:6px 8px}
-.blockers td{padding:8px;border-top:1px solid #f1f5f9;vertical-align:top}
+.blockers td{padding:8px;border-top:1px solid #f1f5f9;vertical-align:top;overflow-wrap:anywhere}
+.blockers pre{white-space:pre-wrap;overflow-wrap:anywhere}
 .blockers tr.stack td{border-top:none;padding-top:0}
 .n{text-align:right;white-space:nowrap}
 .rank{color:#6b7280;width:28px}
