@@ -2,8 +2,11 @@
  * `lens.track(name, fn)`: the context and measurement of a request, for entry points that are not
  * HTTP requests — a queue or message consumer, a WebSocket `message` listener, a scheduled job.
  *
- * The wrapper is transparent: same arguments, same `this`, returns exactly what `fn` returns (the
- * same promise object, not a copy) and throws exactly what `fn` throws. Every call runs in a
+ * The wrapper is transparent: same arguments, same `this`, returns what `fn` returns and throws
+ * exactly what `fn` throws. For a native promise it returns the promise of observing it, which
+ * settles the same way one turn later: observing the caller's own promise would attach a handler
+ * to it, and Node would no longer report its rejection as unhandled (an app that crashes on an
+ * unhandled rejection would silently run on). Every call runs in a
  * context `{task: name}` (method and route empty), so a block inside carries `task`, and is
  * measured in `looplens_task_duration_seconds{task, outcome}` (sync functions, and async ones
  * until their promise settles). Only a native promise is observed: any other thenable (a lazy
@@ -44,11 +47,17 @@ export function createTracked<F extends (...args: never[]) => unknown>(
   const errorLabels = { task: name, outcome: 'error' }
 
   // No warning on failure: the caller receives the error itself; it is only counted.
+  // Never throws: it runs inside the promise chain the caller receives, where a throw would turn
+  // the caller's result into a rejection.
   function ended(start: number, failed: boolean): void {
-    metrics.taskDuration.observe(
-      failed ? errorLabels : successLabels,
-      (performance.now() - start) / 1000,
-    )
+    try {
+      metrics.taskDuration.observe(
+        failed ? errorLabels : successLabels,
+        (performance.now() - start) / 1000,
+      )
+    } catch {
+      // A broken registry loses one observation, never the caller's result.
+    }
   }
 
   function tracked(this: unknown, ...args: unknown[]): unknown {
@@ -71,22 +80,24 @@ export function createTracked<F extends (...args: never[]) => unknown>(
       // runs when `.then()` is called — so calling it would run the query a second time (mongoose
       // throws "Query was already executed"); such a result is measured as a sync call.
       // `Promise.prototype.then` is called directly so a subclass's own `then` is never run.
-      // The caller gets the original object; this branch handles its own settlement.
-      Promise.prototype.then.call(
+      // The caller gets the derived promise: a rejection nobody handles stays unhandled, with
+      // the same reason, exactly as without looplens.
+      return Promise.prototype.then.call(
         result,
-        () => {
+        (value: unknown) => {
           context.ended = true
           ended(start, false)
+          return value
         },
-        () => {
+        (error: unknown) => {
           context.ended = true
           ended(start, true)
+          throw error
         },
       )
-    } else {
-      context.ended = true
-      ended(start, false)
     }
+    context.ended = true
+    ended(start, false)
     return result
   }
 

@@ -2,6 +2,7 @@
  * lens.track(name, fn): a non-HTTP entry point gets a context and measurement of its own. The
  * fake queue consumer blocks this very process on purpose: no HTTP client is involved.
  */
+import { spawnSync } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type BlockEvent, createLooplens, type Looplens } from 'looplens'
@@ -56,7 +57,7 @@ describe('lens.track(name, fn)', () => {
     expect(await taskCount('orders-consumer', 'success')).toBe(1)
   })
 
-  it('is transparent: same this, arguments, return value (the same promise) and errors', async () => {
+  it('is transparent: same this, arguments, return value (a promise settling the same) and errors', async () => {
     lens = createLooplens({ captureStacks: false })
     const receiver = {
       factor: 3,
@@ -70,7 +71,7 @@ describe('lens.track(name, fn)', () => {
 
     const promise = Promise.resolve('done')
     const same = lens.track('same', () => promise)
-    expect(same()).toBe(promise)
+    await expect(same()).resolves.toBe('done')
 
     const boom = new Error('boom')
     const throwing = lens.track('throwing', () => {
@@ -148,6 +149,27 @@ describe('lens.track(name, fn)', () => {
     await sleep(10)
     expect(await taskCount('subclassed', 'success')).toBe(1)
     expect(result).toBeInstanceOf(CountingPromise)
+  })
+
+  it('leaves a rejection nobody handles unhandled, as it was without looplens', () => {
+    // In a child process: vitest itself fails a run on an unhandled rejection.
+    const script = `
+      import { createLooplens } from 'looplens'
+      const lens = createLooplens({ captureStacks: false })
+      process.on('unhandledRejection', (reason) => {
+        console.log('unhandled: ' + reason.message)
+        process.exit(0)
+      })
+      lens.track('nightly', async () => { throw new Error('boom') })()
+      setTimeout(() => { console.log('nothing reported'); process.exit(0) }, 2000)
+    `
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: process.cwd(),
+      encoding: 'utf8',
+      timeout: 20_000,
+    })
+    expect(child.stderr).toBe('')
+    expect(child.stdout.trim()).toBe('unhandled: boom')
   })
 
   it('rejects a missing name or function, naming the argument', async () => {
