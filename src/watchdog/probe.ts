@@ -110,15 +110,19 @@ export function recentProbeTimes(): number[] {
 /**
  * Stacks cost the blocked thread a few tens of µs each (Error.captureStackTrace with 50 frames,
  * then its text; more with source maps), so they are budgeted, per stall (later probes of a stall
- * are free). Two token buckets:
- * - blocks: `maxStacksPerMinute`, charged only for a stall that is a block — when it is published
- *   (the detector calls {@link chargeStack}), or when a probe finds it already past the threshold.
- *   A stall that ends below the threshold never spends it: otherwise a stream of near-threshold
- *   stalls leaves every real block without its stack.
- * - early stacks: taken before a stall is known to be a block (the first probe comes at half the
- *   threshold, when nobody knows yet how long it will last). They are what bounds the CPU cost of
- *   sub-threshold stalls: EARLY_STACKS_FACTOR × `maxStacksPerMinute` a minute (600 by default,
- *   i.e. at most ~0.1% of a core). A stall published as a block gives its early token back.
+ * are free). Whether a stall is a block is only known once it is over (the heartbeat decides),
+ * so:
+ * - the block budget, `maxStacksPerMinute`, is charged when a block is published with its stack
+ *   (the detector calls {@link chargeStack}), once per stall. A stall that ends below the
+ *   threshold never spends it: otherwise a stream of near-threshold stalls leaves every real
+ *   block without its stack (200 stalls of 40 ms under a 50 ms threshold did).
+ * - early stacks, taken before a stall is old enough to be a block (the first probe comes at half
+ *   the threshold), draw on a bucket of their own: EARLY_STACKS_FACTOR × `maxStacksPerMinute` a
+ *   minute (600 by default, ~0.1% of a core at most). This is what bounds the CPU cost of
+ *   sub-threshold stalls. A stall published as a block gives its early token back.
+ * - a stall already older than the threshold plus one beat interval takes its stack without a
+ *   token: one stack costs ~0.1% of the time the stall has already lasted, so those are bounded
+ *   by the stalls themselves; the block budget decides at publication whether the stack is kept.
  */
 interface Bucket {
   perMinute: number
@@ -138,10 +142,10 @@ const earlyBudget = bucket(60 * EARLY_STACKS_FACTOR)
 let chargedStall = Number.NaN
 let earlyStall = Number.NaN
 /**
- * A stall this old (beat age, ms) is a block: the threshold, plus one beat interval for the idle
- * time between the last beat and the stall's start, which the beat's age includes.
+ * A stall this old (beat age, ms) has lasted a threshold at least: the threshold, plus one beat
+ * interval for the idle time between the last beat and the stall's start, which the age includes.
  */
-let knownBlockAgeMs = 50 + heartbeatIntervalFor(50)
+let lateStackAgeMs = 50 + heartbeatIntervalFor(50)
 
 function take(budget: Bucket): boolean {
   const now = performance.now()
@@ -178,7 +182,7 @@ export function setStackBudget(perMinute: number, blockThresholdMs: number): voi
   blockBudget.tokens = Math.min(blockBudget.tokens, perMinute)
   earlyBudget.perMinute = perMinute * EARLY_STACKS_FACTOR
   earlyBudget.tokens = Math.min(earlyBudget.tokens, earlyBudget.perMinute)
-  knownBlockAgeMs = blockThresholdMs + heartbeatIntervalFor(blockThresholdMs)
+  lateStackAgeMs = blockThresholdMs + heartbeatIntervalFor(blockThresholdMs)
 }
 
 /**
@@ -200,7 +204,7 @@ export function chargeStack(stallId: number): boolean {
 /** Whether a probe of this stall, `ageMs` after its last beat, may take a stack. */
 function mayTakeStack(stallId: number, ageMs: number): boolean {
   if (stallId === chargedStall || stallId === earlyStall) return true
-  if (ageMs >= knownBlockAgeMs) return chargeStack(stallId)
+  if (ageMs >= lateStackAgeMs) return true
   if (!take(earlyBudget)) return false
   earlyStall = stallId
   return true
@@ -283,9 +287,17 @@ function describeForHang(capture: Capture): string {
 
 let installed = false
 
-/** Register the probe on globalThis (once per process). */
+/** Register the probe on globalThis (once per process); called by each new watchdog. */
 export function installProbe(sharedBeat: Float64Array): void {
   beat = sharedBeat
+  // A new watchdog (the previous one stopped with the last instance): a fresh budget, so what
+  // closed instances spent does not carry over to the next ones.
+  for (const budget of [blockBudget, earlyBudget]) {
+    budget.tokens = budget.perMinute
+    budget.refilledAt = performance.now()
+  }
+  chargedStall = Number.NaN
+  earlyStall = Number.NaN
   if (installed) return
   installed = true
   Object.defineProperty(globalThis, Symbol.for(PROBE_KEY), {

@@ -63,9 +63,10 @@ class Watchdog {
 
   constructor(first: WatchdogUser) {
     this.users.add(first)
+    // The budget first: installing the probe starts it full.
+    this.#applyBudget()
     installProbe(processShared.floats)
     installHangDescriber()
-    this.#applyBudget()
     const reason = inspectorUnavailableReason()
     if (reason !== undefined) {
       this.#fail('LOOPLENS_INSPECTOR_UNAVAILABLE', reason)
