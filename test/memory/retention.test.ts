@@ -101,11 +101,13 @@ describe('memory', () => {
     )
     expect(run.status, run.stderr).toBe(0)
     const result = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}')
-    // The tasks were blocks, probed with stacks: their contexts were captured.
-    expect(result.blocks).toBe(20)
-    expect(result.stacks).toBeGreaterThanOrEqual(15)
-    expect(result.contexts).toBe(20)
-    expect({ lensesAlive: result.lensesAlive, contextsAlive: result.contextsAlive }).toEqual({
+    const seen = JSON.stringify(result)
+    // The tasks were blocks, probed with stacks: their contexts were captured. (A busy machine
+    // may add a stall of its own: more blocks, never fewer.)
+    expect(result.blocks, seen).toBeGreaterThanOrEqual(20)
+    expect(result.stacks, seen).toBeGreaterThanOrEqual(15)
+    expect(result.contexts, seen).toBe(20)
+    expect({ lensesAlive: result.lensesAlive, contextsAlive: result.contextsAlive }, seen).toEqual({
       lensesAlive: 0,
       contextsAlive: 0,
     })
