@@ -555,25 +555,35 @@ function compiledSource(LayerClass: unknown, path: string, sensitive: boolean): 
   return layer.regexp instanceof RegExp ? layer.regexp.source : undefined
 }
 
-/** Split a regexp source at its top-level `|` (an array path is its parts joined by `|`). */
-function splitAlternatives(source: string): string[] {
-  const parts: string[] = []
+/**
+ * The structural characters of a regexp source from `from` on: each one outside escapes and
+ * character classes, with the group depth before it.
+ */
+function* structureOf(source: string, from = 0): Generator<[number, string, number]> {
   let depth = 0
   let inClass = false
-  let start = 0
-  for (let i = 0; i < source.length; i++) {
-    const char = source[i]
+  for (let i = from; i < source.length; i++) {
+    const char = source[i]!
     if (char === '\\') {
       i++
     } else if (inClass) {
       if (char === ']') inClass = false
     } else if (char === '[') {
       inClass = true
-    } else if (char === '(') {
-      depth++
-    } else if (char === ')') {
-      depth--
-    } else if (char === '|' && depth === 0) {
+    } else {
+      yield [i, char, depth]
+      if (char === '(') depth++
+      else if (char === ')') depth--
+    }
+  }
+}
+
+/** Split a regexp source at its top-level `|` (an array path is its parts joined by `|`). */
+function splitAlternatives(source: string): string[] {
+  const parts: string[] = []
+  let start = 0
+  for (const [i, char, depth] of structureOf(source)) {
+    if (char === '|' && depth === 0) {
       parts.push(source.slice(start, i))
       start = i + 1
     }
@@ -584,22 +594,8 @@ function splitAlternatives(source: string): string[] {
 
 /** The index just past the group that opens at `open` (a `(`), or -1. */
 function groupEnd(source: string, open: number): number {
-  let depth = 0
-  let inClass = false
-  for (let i = open; i < source.length; i++) {
-    const char = source[i]
-    if (char === '\\') {
-      i++
-    } else if (inClass) {
-      if (char === ']') inClass = false
-    } else if (char === '[') {
-      inClass = true
-    } else if (char === '(') {
-      depth++
-    } else if (char === ')') {
-      depth--
-      if (depth === 0) return i + 1
-    }
+  for (const [i, char, depth] of structureOf(source, open)) {
+    if (char === ')' && depth === 1) return i + 1
   }
   return -1
 }
