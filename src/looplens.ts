@@ -34,6 +34,7 @@ import type {
   StackMissingReason,
 } from './types.js'
 import { Warnings } from './util/warnings.js'
+import { debuggerServerOpen } from './watchdog/debugger.js'
 import { chargeStack, openCaptureReader } from './watchdog/probe.js'
 import {
   acquireWatchdog,
@@ -130,6 +131,14 @@ export class Looplens {
       captures: openCaptureReader(),
       chargeStack,
       hangReported: (stall) => hangReportedDuring(stall, heartbeatInterval),
+      debuggerServerOpen: () => {
+        if (!debuggerServerOpen()) return false
+        this.#warnings.once(
+          'LOOPLENS_DEBUGGER_ATTACHED',
+          'a debugger server is open (inspector.url() is set): stalls are not reported as blocks while it is (a breakpoint pause is not a block)',
+        )
+        return true
+      },
       publish: (event) => {
         const route = event.context.route
         const admitted = this.#routeLimit.admit(route)

@@ -37,6 +37,11 @@ export interface DetectorOptions {
   chargeStack: (stallId: number) => boolean
   /** Whether the worker reported this stall as a hang while it lasted. */
   hangReported: (stall: Stall) => boolean
+  /**
+   * Whether a debugger server is open as the stall ends (asked per stall, never per request):
+   * the stall may then be a breakpoint pause, which is not a block, and is not published.
+   */
+  debuggerServerOpen: () => boolean
   publish: (event: BlockEvent) => void
 }
 
@@ -230,6 +235,9 @@ export class BlockDetector {
 
   /** Called by the heartbeat for every stall ≥ threshold. */
   readonly onStall = (stall: Stall): void => {
+    // Nothing tells an app that its thread was paused (src/watchdog/debugger.ts): while a debugger
+    // could have paused it, no stall is called a block. afterTick still lets its captures go.
+    if (this.#options.debuggerServerOpen()) return
     const unavailable = this.#options.stacksUnavailable()
     const captures =
       unavailable === undefined

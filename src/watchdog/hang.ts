@@ -11,6 +11,7 @@
  */
 import { contextStorage } from '../context/context.js'
 import type { BlockContext } from '../types.js'
+import { debuggerServerOpen } from './debugger.js'
 
 /** The global key the worker evaluates, next to the probe's. */
 export const HANG_KEY = 'looplens.hang.v1'
@@ -28,6 +29,8 @@ const NO_CONTEXT: BlockContext = { method: '', route: '', task: '' }
 
 /** Runs on the main thread, inside the stuck code. Must never throw. */
 function describeHang(probeText: unknown): HangCapture {
+  // Perhaps a breakpoint pause: the worker sees the flag this sets and reports nothing.
+  if (debuggerServerOpen()) return { text: undefined, context: NO_CONTEXT, stack: undefined }
   let context = NO_CONTEXT
   try {
     // An ended request's context can linger on a keep-alive socket: it is not the one running.

@@ -14,6 +14,7 @@ import { contextStorage, type LensContext } from '../context/context.js'
 import { heartbeatIntervalFor } from '../monitor/heartbeat.js'
 import { dropProbeFrames, formatFrame, parseStack } from '../stack/frames.js'
 import { terminalFrame, terminalText } from '../util/text.js'
+import { debuggerServerOpen } from './debugger.js'
 import { BEAT } from './shared.js'
 
 /**
@@ -227,6 +228,9 @@ function captureStack(): string | undefined {
 
 /** Runs on the main thread, inside the blocked code. Must never throw. */
 function probe(hang: boolean): string | undefined {
+  // A debugger server is open: this stall may be a breakpoint pause, not a block. No capture (the
+  // stall will not be published) and no stack; the worker reads the answer in shared memory.
+  if (debuggerServerOpen()) return undefined
   const stallId = beat?.[BEAT] ?? 0
   if (stallId !== stall.id) {
     stall.id = stallId

@@ -11,7 +11,12 @@ export const FLOAT_SLOTS = 2
 /** Int32 slots (after the Float64 ones). */
 export const CONTROL = 0 // 0 = run, 1 = disconnect and stop (main → worker)
 export const STOPPED = 1 // 1 = inspector session disconnected (worker → main)
-export const INT_SLOTS = 2
+/**
+ * 1 = a debugger server was open when the main thread last looked (src/watchdog/debugger.ts):
+ * a stall may be a breakpoint pause, so the worker does not probe it or report it as a hang.
+ */
+export const DEBUGGER_OPEN = 2
+export const INT_SLOTS = 3
 
 export interface SharedViews {
   floats: Float64Array

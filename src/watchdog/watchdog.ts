@@ -10,6 +10,7 @@ import { createRequire } from 'node:module'
 import { performance } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
 import { heartbeatIntervalFor } from '../monitor/heartbeat.js'
+import { debuggerServerOpen, shareDebuggerState } from './debugger.js'
 import { installHangDescriber } from './hang.js'
 import { installProbe, setStackBudget } from './probe.js'
 import {
@@ -35,6 +36,7 @@ export interface WatchdogUser {
 
 /** The memory every heartbeat writes and the worker reads (process-wide). */
 export const processShared: SharedViews = viewsOf(createShared())
+shareDebuggerState(processShared.ints)
 
 const require = createRequire(import.meta.url)
 
@@ -133,7 +135,11 @@ class Watchdog {
   #warnCode = 'LOOPLENS_INSPECTOR_UNAVAILABLE'
 
   #warnMessage(): string {
-    return `stacks are not captured: ${this.reason}. Blocks are still detected, measured and counted.`
+    // With a debugger server open no stall is a block (LOOPLENS_DEBUGGER_ATTACHED): say so here.
+    const blocks = debuggerServerOpen()
+      ? 'While a debugger server is open, stalls are not reported as blocks.'
+      : 'Blocks are still detected, measured and counted.'
+    return `stacks are not captured: ${this.reason}. ${blocks}`
   }
 
   #onMessage(message: WorkerMessage): void {

@@ -11,6 +11,11 @@
  * main thread cannot speak. We write with fs.writeSync(2): a worker's process.stderr is relayed
  * through the main thread, which is exactly the thread that is stuck.
  *
+ * While a debugger server is open (`--inspect` after start, SIGUSR1, `inspector.open()`), a stall
+ * may be a breakpoint pause: the worker stops probing and prints no hang report (see
+ * src/watchdog/debugger.ts). Only the main thread can tell (a worker's `inspector.url()` is its
+ * own); the probe, which runs on it, writes the answer in shared memory as the stall goes on.
+ *
  * Under the zero-code preload the hang also goes into the session's journal (the fd in
  * `hangJournalFd`): its context, the stack taken inside the hanging code, and once a second how
  * long it has lasted. looplens adds no signal listener (a signal keeps its default action, which
@@ -25,6 +30,7 @@ import type { BlockContext } from '../types.js'
 import {
   BEAT,
   CONTROL,
+  DEBUGGER_OPEN,
   HANG_REPORTED,
   STOPPED,
   viewsOf,
@@ -98,6 +104,8 @@ async function start(): Promise<void> {
   }
 
   const epochNow = () => performance.timeOrigin + performance.now()
+  /** As the main thread last saw it: at the end of a stall, or in a probe during this one. */
+  const debuggerOpen = () => Atomics.load(ints, DEBUGGER_OPEN) === 1
   let stallId = Number.NaN
   let probesSent = 0
   let nextProbeAge = 0
@@ -168,6 +176,8 @@ async function start(): Promise<void> {
     hangReported = true
     floats[HANG_REPORTED] = id
     sendProbe(true, (value) => {
+      // The probe has just looked: a debugger server is open, this may be a breakpoint pause.
+      if (debuggerOpen()) return
       const answer = typeof value === 'object' && value !== null ? (value as HangAnswer) : undefined
       const blockedFor = Math.round(epochNow() - id)
       const where = typeof answer?.text === 'string' ? answer.text : "outside the probe's reach"
@@ -201,7 +211,7 @@ async function start(): Promise<void> {
     if (inFlightSince !== 0) {
       // The main thread is in native code (pbkdf2Sync, a sync fs call…): the probe runs when it
       // returns to JavaScript. Say so once if that outlasts the hang limit.
-      if (hangReportMs > 0 && !hangReported && age >= hangReportMs) {
+      if (hangReportMs > 0 && !hangReported && age >= hangReportMs && !debuggerOpen()) {
         hangReported = true
         floats[HANG_REPORTED] = stallId
         writeStderr(
@@ -212,9 +222,13 @@ async function start(): Promise<void> {
       return
     }
     if (hangReportMs > 0 && !hangReported && age >= hangReportMs) {
+      // Sent even while a debugger server seemed open: the probe looks again, so a real hang
+      // after the debugger closed is still reported.
       reportHang(stallId)
       return
     }
+    // Perhaps a breakpoint pause: no stacks (the stall will not be published as a block).
+    if (debuggerOpen()) return
     if (age < nextProbeAge) return
     // Re-check right before probing: an idle loop is never probed.
     if (floats[BEAT] !== stallId) return
