@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks'
 import type { RequestHandler } from 'express'
 import type { LensContext } from './context/context.js'
-import { RouteLimit, routeForMessage } from './context/route-limit.js'
+import { RouteLimit } from './context/route-limit.js'
 import { BlockDetector } from './detector/detector.js'
 import { BlockPublisher } from './events/publisher.js'
 import { createMetricsHandler, type MetricsHandler } from './exporters/metrics-handler.js'
@@ -33,6 +33,7 @@ import type {
   RouteSyncRow,
   StackMissingReason,
 } from './types.js'
+import { terminalText } from './util/text.js'
 import { Warnings } from './util/warnings.js'
 import { debuggerServerOpen } from './watchdog/debugger.js'
 import { chargeStack, openCaptureReader } from './watchdog/probe.js'
@@ -74,7 +75,7 @@ export class Looplens {
     this.#routeLimit = new RouteLimit(maxRoutes, (route) =>
       this.#warnings.once(
         'LOOPLENS_ROUTE_OVERFLOW',
-        `more than ${maxRoutes} distinct routes (options.maxRoutes): ${routeForMessage(route)} and every later new route are labelled http_route="_OVERFLOW"`,
+        `more than ${maxRoutes} distinct routes (options.maxRoutes): "${terminalText(route)}" and every later new route are labelled http_route="_OVERFLOW"`,
       ),
     )
     this.#publisher = new BlockPublisher(this.#warnings)

@@ -35,10 +35,3 @@ export class RouteLimit {
     return OVERFLOW_ROUTE
   }
 }
-
-/** A route for a message: control characters neutralised, at most 200 characters. */
-export function routeForMessage(route: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: neutralising them is the point
-  const clean = route.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')
-  return JSON.stringify(clean.length > 200 ? `${clean.slice(0, 200)}…` : clean)
-}
