@@ -181,11 +181,13 @@ async function start(): Promise<void> {
       const answer = typeof value === 'object' && value !== null ? (value as HangAnswer) : undefined
       const blockedFor = Math.round(epochNow() - id)
       const where = typeof answer?.text === 'string' ? answer.text : "outside the probe's reach"
+      // The journal first: whoever reads this line on stderr and kills the app (a person, a
+      // supervisor, a test) must find the hang in the report.
+      // Still the same stall: a probe that answers after the stall ended has nothing to add.
+      if (floats[BEAT] === id) journalHang(id, answer, false)
       writeStderr(
         `looplens: the event loop has been blocked for ${blockedFor} ms and counting, ${where}\n`,
       )
-      // Still the same stall: a probe that answers after the stall ended has nothing to add.
-      if (floats[BEAT] === id) journalHang(id, answer, false)
     })
   }
 
@@ -214,10 +216,10 @@ async function start(): Promise<void> {
       if (hangReportMs > 0 && !hangReported && age >= hangReportMs && !debuggerOpen()) {
         hangReported = true
         floats[HANG_REPORTED] = stallId
+        journalHang(stallId, undefined, true)
         writeStderr(
           `looplens: the event loop has been blocked for ${Math.round(age)} ms and counting, in native code (a stack follows when it returns to JavaScript)\n`,
         )
-        journalHang(stallId, undefined, true)
       }
       return
     }
