@@ -68,7 +68,8 @@ describe('looplens doctor', () => {
   it("prints clinic doctor's verdict next to looplens's attribution and links both reports", async () => {
     // clinic's verdict reads the app's CPU usage: on a machine shared with other test runs a
     // blocked app may get < 90% of a core, which clinic calls "unknown" rather than
-    // "event-loop". Its verdict is printed every time; up to three sessions for `event-loop`.
+    // "event-loop". Its verdict is printed every time; up to three sessions for `event-loop`, and
+    // only "unknown" (too little CPU) may stand in for it.
     const verdicts: string[] = []
     let ran: Ran | undefined
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -79,11 +80,20 @@ describe('looplens doctor', () => {
       verdicts.push(verdict!)
       if (verdict === 'event-loop') break
     }
-    expect(verdicts).toContain('event-loop')
     const out = ran!.stdout
-    expect(out).toContain(
-      'verdict: event-loop — There may be one or more long running synchronous operations blocking the thread',
-    )
+    if (verdicts.includes('event-loop')) {
+      expect(out).toContain(
+        'verdict: event-loop — There may be one or more long running synchronous operations blocking the thread',
+      )
+    } else {
+      // Beside CPU-burning processes the blocked app gets too little CPU for clinic's heuristic
+      // in every session: its verdict (clinic's, not looplens's) is still printed, explained.
+      expect(
+        verdicts.every((verdict) => verdict === 'unknown'),
+        verdicts.join(', '),
+      ).toBe(true)
+      expect(out).toMatch(/verdict: unknown(?: — \S|\n)/)
+    }
     expect(out).toMatch(/\(delay: performance, /)
     expect(out).toMatch(
       /looplens attribution: GET \/api\/orders\/:id\/invoice blocked the loop \d+ times .* in renderInvoice at test\/fixtures\/cli-express-app\.js:\d+/,

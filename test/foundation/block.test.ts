@@ -107,42 +107,60 @@ describe('stall detection in-process', () => {
   })
 
   it('counts each of several stalls once, in snapshot() too', async () => {
-    const run = await cleanAttempt(TRIES, async () => {
-      const lens = createLooplens({ blockThresholdMs: 20 })
-      const events: BlockEvent[] = []
-      lens.on('block', (event) => events.push(event))
-      await sleep(50)
-      const watch = watchLoopGaps(15)
-      for (const ms of [60, 80]) {
-        await new Promise<void>((resolve) =>
-          setTimeout(() => {
-            busy(ms)
-            resolve()
-          }, 40),
-        )
-      }
-      await waitFor(events, 2)
-      await sleep(100)
-      watch.stop()
-      const snapshot = lens.snapshot()
-      await lens.close()
-      const [first, second, ...more] = watch.gaps
-      return {
-        clean:
-          more.length === 0 &&
-          first !== undefined &&
-          first.durationMs <= 65 &&
-          second !== undefined &&
-          second.durationMs <= 85,
-        result: { events, snapshot },
-        observed: describeGaps(watch.gaps),
-      }
-    })
-    expect(run.events).toHaveLength(2)
-    expect(Math.abs(run.events[0]!.durationMs - 60)).toBeLessThanOrEqual(10)
-    expect(Math.abs(run.events[1]!.durationMs - 80)).toBeLessThanOrEqual(10)
-    expect(run.snapshot.blocks.count).toBe(2)
-    expect(run.snapshot.blocks.maxMs).toBe(run.events[1]!.durationMs)
+    // Judged against the stalls this process saw of its own loop, not against the spins' nominal
+    // lengths: on a loaded machine the process is also descheduled, and those stalls are real too.
+    const lens = createLooplens({ blockThresholdMs: 20 })
+    const events: BlockEvent[] = []
+    lens.on('block', (event) => events.push(event))
+    await sleep(50)
+    const watch = watchLoopGaps(15)
+    const spins: { startPerf: number; endPerf: number }[] = []
+    for (const ms of [60, 80]) {
+      await new Promise<void>((resolve) =>
+        setTimeout(() => {
+          const startPerf = performance.now()
+          busy(ms)
+          spins.push({ startPerf, endPerf: performance.now() })
+          resolve()
+        }, 40),
+      )
+    }
+    await waitFor(events, 2)
+    await sleep(100)
+    watch.stop()
+    const snapshot = lens.snapshot()
+    await lens.close()
+    const observed = describeGaps(watch.gaps)
+    const span = (event: BlockEvent) => {
+      const startPerf = event.startTime - performance.timeOrigin
+      return { startPerf, endPerf: startPerf + event.durationMs }
+    }
+    const overlaps = (a: { startPerf: number; endPerf: number }, b: LoopGap) =>
+      a.startPerf < b.startPerf + b.durationMs && b.startPerf < a.endPerf
+    for (const spin of spins) {
+      const covering = events.filter((event) => {
+        const { startPerf, endPerf } = span(event)
+        return startPerf < spin.endPerf && spin.startPerf < endPerf
+      })
+      // Each spin is one block, as long as the stall the process saw around it.
+      expect(covering, observed).toHaveLength(1)
+      const gap = watch.gaps.find(
+        (candidate) =>
+          candidate.startPerf <= spin.startPerf + 1 &&
+          candidate.startPerf + candidate.durationMs >= spin.endPerf - 1,
+      )
+      expect(gap, observed).toBeDefined()
+      expect(Math.abs(covering[0]!.durationMs - gap!.durationMs), observed).toBeLessThanOrEqual(10)
+    }
+    // Any other block is a stall the process saw too (the machine's), never an invented one.
+    for (const event of events) {
+      expect(
+        watch.gaps.some((gap) => overlaps(span(event), gap)),
+        `${JSON.stringify(span(event))} ${observed}`,
+      ).toBe(true)
+    }
+    expect(snapshot.blocks.count).toBe(events.length)
+    expect(snapshot.blocks.maxMs).toBe(Math.max(...events.map((event) => event.durationMs)))
   })
 })
 
