@@ -12,6 +12,7 @@
 import { contextStorage } from '../context/context.js'
 import type { BlockContext } from '../types.js'
 import { debuggerServerOpen } from './debugger.js'
+import { captureStack, defineEvaluated } from './probe.js'
 
 /** The global key the worker evaluates, next to the probe's. */
 export const HANG_KEY = 'looplens.hang.v1'
@@ -41,19 +42,8 @@ function describeHang(probeText: unknown): HangCapture {
   } catch {
     // A router whose state cannot be read: the stack still names the function.
   }
-  let stack: string | undefined
-  const limit = Error.stackTraceLimit
-  try {
-    Error.stackTraceLimit = 50
-    const holder: { stack?: unknown } = {}
-    // Hide this function's own frame; the inspector's `<anonymous>:1` is dropped at parse.
-    Error.captureStackTrace(holder, describeHang)
-    if (typeof holder.stack === 'string') stack = holder.stack
-  } catch {
-    stack = undefined
-  } finally {
-    Error.stackTraceLimit = limit
-  }
+  // Hide this function's own frame: the stack starts in the hanging code.
+  const stack = captureStack(describeHang)
   return { text: typeof probeText === 'string' ? probeText : undefined, context, stack }
 }
 
@@ -63,10 +53,5 @@ let installed = false
 export function installHangDescriber(): void {
   if (installed) return
   installed = true
-  Object.defineProperty(globalThis, Symbol.for(HANG_KEY), {
-    value: describeHang,
-    configurable: true,
-    enumerable: false,
-    writable: false,
-  })
+  defineEvaluated(HANG_KEY, describeHang)
 }

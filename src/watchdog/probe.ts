@@ -211,19 +211,33 @@ function mayTakeStack(stallId: number, ageMs: number): boolean {
   return true
 }
 
-function captureStack(): string | undefined {
+/**
+ * The raw V8 stack of the code running now, up to 50 frames, without `below`'s own frame and
+ * those above it (the inspector's `<anonymous>:1` wrapper is dropped at parse). Never throws.
+ */
+// biome-ignore lint/complexity/noBannedTypes: Error.captureStackTrace takes any function
+export function captureStack(below: Function): string | undefined {
   const limit = Error.stackTraceLimit
   Error.stackTraceLimit = 50
   const holder: { stack?: unknown } = {}
   try {
-    // Hide the probe's own frame; the inspector's `<anonymous>:1` wrapper is dropped at parse.
-    Error.captureStackTrace(holder, probe)
+    Error.captureStackTrace(holder, below)
     return typeof holder.stack === 'string' ? holder.stack : undefined
   } catch {
     return undefined
   } finally {
     Error.stackTraceLimit = limit
   }
+}
+
+/** Register a function the worker evaluates as `globalThis[Symbol.for(key)]` (fixed, hidden). */
+export function defineEvaluated(key: string, fn: unknown): void {
+  Object.defineProperty(globalThis, Symbol.for(key), {
+    value: fn,
+    configurable: true,
+    enumerable: false,
+    writable: false,
+  })
 }
 
 /** Runs on the main thread, inside the blocked code. Must never throw. */
@@ -254,7 +268,7 @@ function probe(hang: boolean): string | undefined {
     asyncId,
     stack:
       wantStack && mayTakeStack(stallId, performance.timeOrigin + time - stallId)
-        ? captureStack()
+        ? captureStack(probe)
         : undefined,
   }
   recentTimes[recentNext] = time
@@ -304,10 +318,5 @@ export function installProbe(sharedBeat: Float64Array): void {
   earlyStall = Number.NaN
   if (installed) return
   installed = true
-  Object.defineProperty(globalThis, Symbol.for(PROBE_KEY), {
-    value: probe,
-    configurable: true,
-    enumerable: false,
-    writable: false,
-  })
+  defineEvaluated(PROBE_KEY, probe)
 }
